@@ -1,0 +1,1 @@
+"""Stepgate: a routing gateway for customer-support AI agents."""

@@ -1,0 +1,1 @@
+"""Step classification: request -> StepProfile, with no network or model call."""

@@ -1,0 +1,1 @@
+"""Provider-neutral types, the error tree, money and deadlines shared by every layer."""

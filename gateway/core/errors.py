@@ -1,0 +1,234 @@
+"""The typed error tree, rendered to OpenAI-shaped JSON in exactly one place (`render`).
+
+    StepgateError
+    ├── CallerError                 the request is wrong; fix the request
+    │   ├── BadRequest              400 invalid_request_error
+    │   ├── Unauthorized            401 authentication_error
+    │   ├── Forbidden               403 permission_error
+    │   ├── NotFound / UnknownModel 404
+    │   ├── BudgetExhausted         402 insufficient_quota
+    │   ├── PayloadTooLarge         413
+    │   └── RateLimited             429 (+ Retry-After)
+    ├── PolicyError                 the policy file is wrong (load time, or no route for a step)
+    ├── ProviderError               an upstream backend failed
+    │   ├── ProviderRejected        400-class: context length, content filter, bad params (no retry)
+    │   ├── ProviderAuthError       the gateway's credentials were refused (no retry) -> 502
+    │   ├── ProviderRateLimited     429 upstream (retry, honour Retry-After)
+    │   ├── ProviderUnavailable     5xx, connection reset, malformed reply (retry) -> 502/503
+    │   ├── ProviderTimeout         deadline or read timeout (retry while time is left) -> 504
+    │   └── StreamInterrupted       the stream broke after bytes reached the client (no retry)
+    └── GatewayError                our own bug; rendered as 500 without internals
+
+Every class carries an `error_class` from a closed vocabulary (`caller_*`, `policy_*`,
+`provider_*`, `gateway_*`) used for metrics and the ledger.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+
+
+class StepgateError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    error_class: ClassVar[str] = "gateway_internal"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "code": self.code or self.error_class,
+                "param": self.param,
+            }
+        }
+
+
+class CallerError(StepgateError):
+    status = 400
+    type = "invalid_request_error"
+    error_class = "caller_bad_request"
+
+
+class BadRequest(CallerError):
+    pass
+
+
+class Unauthorized(CallerError):
+    status = 401
+    type = "authentication_error"
+    error_class = "caller_unauthorized"
+
+
+class Forbidden(CallerError):
+    status = 403
+    type = "permission_error"
+    error_class = "caller_forbidden"
+
+
+class NotFound(CallerError):
+    status = 404
+    error_class = "caller_not_found"
+
+
+class UnknownModel(NotFound):
+    error_class = "caller_unknown_model"
+
+
+class BudgetExhausted(CallerError):
+    status = 402
+    type = "insufficient_quota"
+    error_class = "caller_budget_exhausted"
+
+
+class PayloadTooLarge(CallerError):
+    status = 413
+    error_class = "caller_payload_too_large"
+
+
+class RateLimited(CallerError):
+    status = 429
+    type = "rate_limit_error"
+    error_class = "caller_rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, int(-(-self.retry_after_s // 1))))}
+
+
+class PolicyError(StepgateError):
+    status = 500
+    type = "server_error"
+    error_class = "policy_invalid"
+
+
+class NoRoute(PolicyError):
+    status = 404
+    type = "invalid_request_error"
+    error_class = "policy_no_route"
+
+
+class ProviderError(StepgateError):
+    """An upstream failure. `retryable` decides retries and fallbacks in dispatch."""
+
+    status = 502
+    type = "upstream_error"
+    error_class = "provider_error"
+    retryable: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str = "",
+        upstream_status: int | None = None,
+        retry_after_s: float | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.backend = backend
+        self.upstream_status = upstream_status
+        self.retry_after_s = retry_after_s
+
+
+class ProviderRejected(ProviderError):
+    """The upstream refused this request as invalid: resending it elsewhere would not help."""
+
+    status = 400
+    type = "invalid_request_error"
+    error_class = "provider_rejected"
+    retryable = False
+
+
+class ProviderAuthError(ProviderError):
+    error_class = "provider_auth"
+    retryable = False
+
+
+class ProviderRateLimited(ProviderError):
+    status = 429
+    type = "rate_limit_error"
+    error_class = "provider_rate_limited"
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        return {"Retry-After": str(max(1, int(-(-self.retry_after_s // 1))))}
+
+
+class ProviderUnavailable(ProviderError):
+    status = 502
+    error_class = "provider_unavailable"
+
+
+class ProviderTimeout(ProviderError):
+    status = 504
+    type = "timeout_error"
+    error_class = "provider_timeout"
+
+
+class StreamInterrupted(ProviderError):
+    status = 502
+    error_class = "provider_stream_interrupted"
+    retryable = False
+
+
+class AllBackendsFailed(ProviderError):
+    """Every candidate failed; carries the per-backend errors and renders the most telling one."""
+
+    error_class = "provider_all_failed"
+
+    def __init__(self, errors: list[ProviderError]) -> None:
+        last = errors[-1]
+        detail = "; ".join(f"{e.backend or '?'}: {e.message}" for e in errors)
+        super().__init__(
+            f"no backend could answer ({detail})",
+            backend=last.backend,
+            upstream_status=last.upstream_status,
+            retry_after_s=last.retry_after_s,
+            code=last.code,
+        )
+        self.errors = errors
+        self.status = _status_for(errors)  # type: ignore[misc]
+        self.error_class = last.error_class  # type: ignore[misc]
+
+    def headers(self) -> dict[str, str]:
+        if self.status == 429 and self.retry_after_s is not None:
+            return {"Retry-After": str(max(1, int(-(-self.retry_after_s // 1))))}
+        return {}
+
+
+def _status_for(errors: list[ProviderError]) -> int:
+    if all(isinstance(e, ProviderRateLimited) for e in errors):
+        return 429
+    if all(isinstance(e, ProviderTimeout) for e in errors):
+        return 504
+    if any(isinstance(e, ProviderRejected) for e in errors):
+        return 400
+    if any(isinstance(e, ProviderUnavailable) and e.upstream_status == 503 for e in errors):
+        return 503
+    return 502
+
+
+class GatewayError(StepgateError):
+    status = 500
+    error_class = "gateway_internal"
+
+
+def render(error: StepgateError) -> tuple[int, bytes, dict[str, str]]:
+    """The one renderer: status, OpenAI-shaped JSON body and extra headers."""
+    return error.status, orjson.dumps(error.body()), error.headers()

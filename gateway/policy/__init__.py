@@ -1,0 +1,1 @@
+"""The routing policy: pydantic models, the YAML loader with file:line errors, hot reload."""

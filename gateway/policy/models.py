@@ -1,0 +1,299 @@
+"""Policy language v1: what operators write in `policies/*.yaml`.
+
+Every model forbids unknown keys and is frozen. Shape is checked by pydantic; references between
+parts (route -> backend, baseline, aliases, escalation target) by `cross_check`, so that each
+problem can be reported at its own file position.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.classify.profile import StepKind
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(Strict):
+    connect_s: float = Field(default=5.0, gt=0)
+    request_s: float = Field(default=60.0, gt=0)
+    # Longest wait for the first streamed token before trying the next candidate.
+    first_token_s: float | None = Field(default=None, gt=0)
+
+
+class Pricing(Strict):
+    """Either token prices ($ per million tokens) or a GPU-hour price converted by measured time."""
+
+    input_per_mtok_usd: Decimal | None = Field(default=None, ge=0)
+    output_per_mtok_usd: Decimal | None = Field(default=None, ge=0)
+    cached_input_per_mtok_usd: Decimal | None = Field(default=None, ge=0)
+    gpu_hour_usd: Decimal | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> Pricing:
+        tokens = self.input_per_mtok_usd is not None or self.output_per_mtok_usd is not None
+        if tokens and self.gpu_hour_usd is not None:
+            raise ValueError(
+                "give either input_per_mtok_usd/output_per_mtok_usd or gpu_hour_usd, not both"
+            )
+        if not tokens and self.gpu_hour_usd is None:
+            raise ValueError("give input_per_mtok_usd and output_per_mtok_usd, or gpu_hour_usd")
+        if tokens and (self.input_per_mtok_usd is None or self.output_per_mtok_usd is None):
+            raise ValueError("token pricing needs both input_per_mtok_usd and output_per_mtok_usd")
+        return self
+
+
+class DiffusionKnobs(Strict):
+    """Generic diffusion decoding knobs; each engine dialect maps them to its own fields."""
+
+    steps: int | None = Field(default=None, ge=1, le=4096)
+    block_length: int | None = Field(default=None, ge=1, le=8192)
+    canvas_length: int | None = Field(default=None, ge=1, le=32768)
+    threshold: float | None = Field(default=None, gt=0, le=1)
+
+
+Engine = Literal["vllm", "sglang", "ollada", "openai", "mercury"]
+
+
+class DllmBackend(Strict):
+    type: Literal["dllm"]
+    engine: Engine
+    base_url: str = Field(pattern=r"^https?://")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+    timeouts: Timeouts = Timeouts()
+    diffusion: DiffusionKnobs | None = None
+    # Ask the engine for per-token logprobs (ignored by engines that return none).
+    logprobs: bool = True
+    top_logprobs: int = Field(default=0, ge=0, le=20)
+    pricing: Pricing | None = None
+    max_connections: int = Field(default=256, ge=1)
+
+
+class LitellmBackend(Strict):
+    type: Literal["litellm"]
+    # litellm model string, provider-prefixed: "openai/gpt-4o-mini", "anthropic/claude-...".
+    model: str = Field(min_length=1, pattern=r"^[^/\s]+/\S+$")
+    api_key_env: str | None = None
+    base_url: str | None = None
+    timeouts: Timeouts = Timeouts()
+    # Overrides litellm's cost map for this backend.
+    pricing: Pricing | None = None
+
+    @model_validator(mode="after")
+    def _url(self) -> LitellmBackend:
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        return self
+
+
+Backend = Annotated[DllmBackend | LitellmBackend, Field(discriminator="type")]
+
+
+class FloatRange(Strict):
+    min: float = 0.0
+    max: float = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+    def contains(self, value: float) -> bool:
+        return self.min <= value <= self.max
+
+
+class IntRange(Strict):
+    min: int = Field(default=0, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+    def contains(self, value: int) -> bool:
+        return value >= self.min and (self.max is None or value <= self.max)
+
+
+class Match(Strict):
+    """All given conditions must hold (AND); a list means any of its values (OR)."""
+
+    kind: list[StepKind] | None = Field(default=None, min_length=1)
+    difficulty: FloatRange | None = None
+    latency_budget_ms: IntRange | None = None
+    prompt_tokens: IntRange | None = None
+    has_tools: bool | None = None
+    expects_json: bool | None = None
+    language: list[str] | None = Field(default=None, min_length=1)
+    team: list[str] | None = Field(default=None, min_length=1)
+    # metadata key -> required value, or "*" for "present with any value".
+    metadata: dict[str, str] | None = None
+
+    def is_catch_all(self) -> bool:
+        return all(getattr(self, name) is None for name in type(self).model_fields)
+
+
+Check = Literal["json_schema", "labels", "grounded", "complete", "token_confidence", "agreement"]
+ALL_CHECKS: tuple[Check, ...] = (
+    "json_schema",
+    "labels",
+    "grounded",
+    "complete",
+    "token_confidence",
+)
+
+
+class Escalation(Strict):
+    """What to do with a cheap answer whose confidence is below the threshold."""
+
+    min_confidence: float = Field(default=0.7, ge=0, le=1)
+    checks: list[Check] = Field(default_factory=lambda: list(ALL_CHECKS))
+    on_low: Literal["escalate", "flag"] = "escalate"
+    to: str | None = None
+    per_kind: dict[StepKind, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _target(self) -> Escalation:
+        if self.on_low == "escalate" and self.to is None:
+            raise ValueError("on_low: escalate needs `to: <backend>` (the stronger backend)")
+        for kind, value in self.per_kind.items():
+            if not 0 <= value <= 1:
+                raise ValueError(f"per_kind.{kind} must be within 0..1, got {value}")
+        return self
+
+    def threshold(self, kind: str) -> float:
+        return self.per_kind.get(kind, self.min_confidence)  # type: ignore[call-overload, no-any-return]
+
+
+class Route(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    description: str | None = None
+    # No `match` (or an empty one) matches every step: a catch-all.
+    match: Match | None = None
+    target: str
+    fallbacks: list[str] = Field(default_factory=list)
+    escalation: Escalation | None = None
+
+    def is_catch_all(self) -> bool:
+        return self.match is None or self.match.is_catch_all()
+
+
+class Retry(Strict):
+    max_attempts: int = Field(default=2, ge=1, le=10)  # per backend, first try included
+    backoff_base_ms: int = Field(default=100, ge=0)
+    backoff_max_ms: int = Field(default=2000, ge=0)
+    max_retry_after_s: float = Field(default=10.0, ge=0)
+
+
+class Policy(Strict):
+    version: Literal[1] = 1
+    backends: dict[str, Backend] = Field(min_length=1)
+    baseline: str
+    routes: list[Route] = Field(min_length=1)
+    default_route: str
+    # Model names a caller may send that pin a backend directly (no routing).
+    aliases: dict[str, str] = Field(default_factory=dict)
+    retry: Retry = Retry()
+    request_timeout_s: float = Field(default=60.0, gt=0)
+
+    def route(self, name: str) -> Route | None:
+        for route in self.routes:
+            if route.name == name:
+                return route
+        return None
+
+
+# (loc, message) pairs; loc addresses the offending node in the YAML document.
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def cross_check(policy: Policy) -> list[Problem]:
+    """References between parts of a shape-valid policy; each problem with its location."""
+    problems: list[Problem] = []
+    known = sorted(policy.backends)
+    known_text = ", ".join(known)
+
+    def backend_ref(loc: tuple[str | int, ...], name: str, what: str) -> None:
+        if name not in policy.backends:
+            hint = _did_you_mean(name, known)
+            problems.append((loc, f"{what}: unknown backend {name!r};{hint} known: {known_text}"))
+
+    backend_ref(("baseline",), policy.baseline, "baseline")
+    seen: dict[str, int] = {}
+    catch_all: str | None = None
+    for i, route in enumerate(policy.routes):
+        base: tuple[str | int, ...] = ("routes", i)
+        if route.name in seen:
+            problems.append(
+                (
+                    (*base, "name"),
+                    f"duplicate route name {route.name!r} (also routes[{seen[route.name]}]); "
+                    "give each route a unique name",
+                )
+            )
+        seen.setdefault(route.name, i)
+        if catch_all is not None:
+            problems.append(
+                (
+                    base,
+                    f"route {route.name!r} is unreachable: route {catch_all!r} above it matches "
+                    "every step; move the catch-all last or give it a `match`",
+                )
+            )
+        if route.is_catch_all() and catch_all is None:
+            catch_all = route.name
+        backend_ref((*base, "target"), route.target, f"routes[{i}].target")
+        for j, fb in enumerate(route.fallbacks):
+            backend_ref((*base, "fallbacks", j), fb, f"routes[{i}].fallbacks[{j}]")
+            if fb == route.target:
+                problems.append(
+                    ((*base, "fallbacks", j), f"fallback {fb!r} is the route's own target")
+                )
+        if route.escalation is not None and route.escalation.to is not None:
+            backend_ref((*base, "escalation", "to"), route.escalation.to, "escalation.to")
+    if policy.route(policy.default_route) is None:
+        names = ", ".join(r.name for r in policy.routes)
+        hint = _did_you_mean(policy.default_route, [r.name for r in policy.routes])
+        problems.append(
+            (("default_route",), f"unknown route {policy.default_route!r};{hint} routes: {names}")
+        )
+    for alias, target in policy.aliases.items():
+        backend_ref(("aliases", alias), target, f"aliases.{alias}")
+        if policy.route(alias) is not None or alias == "auto":
+            problems.append(
+                (("aliases", alias), f"alias {alias!r} shadows a route name or 'auto'; rename it")
+            )
+    for name, backend in policy.backends.items():
+        if (
+            isinstance(backend, DllmBackend)
+            and backend.engine == "sglang"
+            and backend.diffusion is not None
+        ):
+            problems.append(
+                (
+                    ("backends", name, "diffusion"),
+                    "sglang reads diffusion knobs from --dllm-algorithm-config at server launch, "
+                    "not per request; remove `diffusion` here and set them on the server",
+                )
+            )
+    return problems
+
+
+def _did_you_mean(name: str, options: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, options, n=1)
+    return f" did you mean {close[0]!r}?" if close else ""
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema for editors (shipped as policies/policy.schema.json)."""
+    return Policy.model_json_schema()
