@@ -1,0 +1,1 @@
+"""Backend connectors: one module per backend family, behind the `Connector` protocol."""

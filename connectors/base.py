@@ -1,0 +1,45 @@
+"""The one seam between the gateway and model backends.
+
+A connector owns its HTTP client (closed by `aclose`), translates `ChatRequest` to its wire
+format in a pure module, and returns provider-neutral `Completion` / `Chunk` values with usage.
+Failures are raised as `ProviderError` subclasses so dispatch can decide on retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.core.deadline import Deadline
+from gateway.core.types import ChatRequest, Chunk, Completion
+from gateway.ledger.pricing import Price
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    streaming: bool = True
+    tools: bool = True
+    json_schema: bool = True
+    logprobs: bool = False
+
+
+class Connector(Protocol):
+    name: str
+    backend_type: str  # "dllm" | "litellm"
+    model: str
+    capabilities: Capabilities
+
+    @property
+    def ready(self) -> bool:
+        """False while the connector is still warming up (e.g. importing its SDK)."""
+
+    def price(self) -> Price | None:
+        """This backend's price, or None when unknown."""
+
+    async def complete(self, request: ChatRequest, deadline: Deadline) -> Completion: ...
+
+    def stream(self, request: ChatRequest, deadline: Deadline) -> AsyncIterator[Chunk]:
+        """Yield chunks; raise ProviderError before the first chunk or StreamInterrupted after."""
+
+    async def aclose(self) -> None: ...

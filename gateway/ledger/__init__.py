@@ -1,0 +1,1 @@
+"""The cost ledger: pricing, durable batched writes, rollups and spend queries."""
