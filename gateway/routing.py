@@ -1,0 +1,117 @@
+"""Router.decide: (policy, profile, requested model, team, metadata) -> RouteDecision. Pure.
+
+`model: "auto"` routes by first match over the policy's routes (then `default_route`);
+a route name pins that route; a pinned alias goes straight to its backend with no fallbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gateway.classify.profile import StepProfile
+from gateway.core.errors import UnknownModel
+from gateway.policy.models import Escalation, Match, Policy, Route
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    route: str
+    target: str
+    fallbacks: tuple[str, ...]
+    escalation: Escalation | None
+    # How the route was chosen: "match", "default", "route-name" or "alias".
+    via: str
+    # For every route considered before the chosen one: why it did not match.
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return (self.target, *self.fallbacks)
+
+
+def decide(
+    policy: Policy,
+    profile: StepProfile,
+    *,
+    model: str,
+    team: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> RouteDecision:
+    if model != AUTO:
+        route = policy.route(model)
+        if route is not None:
+            return _decision(route, "route-name")
+        backend = policy.aliases.get(model)
+        if backend is not None:
+            return RouteDecision(f"alias:{model}", backend, (), None, "alias")
+        raise UnknownModel(
+            f"model {model!r} is not a route or alias of this gateway; use 'auto' to let the "
+            f"router decide, or one of: {', '.join(model_names(policy))}",
+            param="model",
+        )
+    skipped: list[tuple[str, str]] = []
+    for route in policy.routes:
+        why_not = mismatch(route.match, profile, team=team, metadata=metadata or {})
+        if why_not is None:
+            return _decision(route, "match", tuple(skipped))
+        skipped.append((route.name, why_not))
+    default = policy.route(policy.default_route)
+    assert default is not None  # cross_check guarantees it
+    return _decision(default, "default", tuple(skipped))
+
+
+def model_names(policy: Policy) -> list[str]:
+    """What a caller may send as `model`: auto, every route name, every pinned alias."""
+    return [AUTO, *(r.name for r in policy.routes), *policy.aliases]
+
+
+def _decision(route: Route, via: str, skipped: tuple[tuple[str, str], ...] = ()) -> RouteDecision:
+    return RouteDecision(
+        route.name, route.target, tuple(route.fallbacks), route.escalation, via, skipped
+    )
+
+
+def mismatch(
+    match: Match | None,
+    profile: StepProfile,
+    *,
+    team: str | None,
+    metadata: Mapping[str, str],
+) -> str | None:
+    """None when `match` accepts the step, else the first reason it does not."""
+    if match is None:
+        return None
+    if match.kind is not None and profile.kind not in match.kind:
+        return f"kind {profile.kind} not in {match.kind}"
+    if match.difficulty is not None and not match.difficulty.contains(profile.difficulty):
+        d = match.difficulty
+        return f"difficulty {profile.difficulty:.2f} outside {d.min}..{d.max}"
+    if match.latency_budget_ms is not None:
+        budget = profile.latency_budget_ms
+        if budget is None:
+            return "no latency budget given"
+        if not match.latency_budget_ms.contains(budget):
+            r = match.latency_budget_ms
+            return f"latency budget {budget} ms outside {r.min}..{r.max if r.max is not None else ''}"
+    if match.prompt_tokens is not None and not match.prompt_tokens.contains(profile.prompt_tokens):
+        r = match.prompt_tokens
+        top = r.max if r.max is not None else ""
+        return f"prompt tokens {profile.prompt_tokens} outside {r.min}..{top}"
+    if match.has_tools is not None and profile.has_tools != match.has_tools:
+        return f"has_tools is {str(profile.has_tools).lower()}"
+    if match.expects_json is not None and profile.expects_json != match.expects_json:
+        return f"expects_json is {str(profile.expects_json).lower()}"
+    if match.language is not None and profile.language not in match.language:
+        return f"language {profile.language} not in {match.language}"
+    if match.team is not None and team not in match.team:
+        return f"team {team or '(none)'} not in {match.team}"
+    for key, want in (match.metadata or {}).items():
+        got = metadata.get(key)
+        if got is None:
+            return f"metadata {key} missing"
+        if want != "*" and got != want:
+            return f"metadata {key}={got!r}, wants {want!r}"
+    return None
