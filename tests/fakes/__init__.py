@@ -1,0 +1,1 @@
+"""Fake upstream model servers (OpenAI, vLLM-style dLLM, Anthropic) for tests; see upstream.py."""
