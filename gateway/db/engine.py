@@ -1,0 +1,56 @@
+"""Engines from a database URL: SQLite (embedded default) and PostgreSQL through psycopg 3.
+
+`postgresql://` and `postgres://` are normalised to `postgresql+psycopg://`, so operators can
+paste the URL their provider gives them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+# Seconds to wait for a PostgreSQL connection: an unreachable database must fail fast so the
+# ledger can spool instead of stalling its writer.
+CONNECT_TIMEOUT_S = 3
+
+
+def normalize_url(url: str) -> str:
+    """The SQLAlchemy URL for `url`, with PostgreSQL forced onto the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgresql+psycopg2", "postgresql+psycopg"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(
+            f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:///PATH or "
+            "postgresql://USER@HOST/DB"
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_db_engine(url: str) -> Engine:
+    """A pooled engine for `url`; SQLite gets WAL and a busy timeout for concurrent readers."""
+    normalized = normalize_url(url)
+    if normalized.startswith("sqlite"):
+        engine = create_engine(normalized, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        normalized,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # In-memory databases do not support WAL; the pragma is then a harmless no-op.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,86 @@
+"""Rollup deltas from ledger records, and the dialect-specific upsert that adds them.
+
+Only rows that were actually inserted contribute (the caller passes those), so replaying a
+record that is already stored never changes a rollup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gateway.core.records import AttemptRecord, RequestRecord
+from gateway.ledger import histogram
+from gateway.ledger.tables import GRAINS, KEY_COLUMNS, VALUE_COLUMNS, rollups
+
+RollupKey = tuple[str, int, str, str, str, str]
+Deltas = dict[RollupKey, dict[str, int | float]]
+
+
+def _keys(record: RequestRecord, backend: str | None) -> list[RollupKey]:
+    started = int(record.started_at)
+    dims = (record.route, backend or "", record.team or "", record.step_kind)
+    return [(grain, started - started % size, *dims) for grain, size in GRAINS.items()]
+
+
+def _add(deltas: Deltas, keys: Iterable[RollupKey], values: dict[str, int | float]) -> None:
+    for key in keys:
+        row = deltas.setdefault(key, {})
+        for name, value in values.items():
+            row[name] = row.get(name, 0) + value
+
+
+def add_request(deltas: Deltas, record: RequestRecord) -> None:
+    """The request-level figures, counted under the request's final backend."""
+    values: dict[str, int | float] = {
+        "requests": 1,
+        "errors": int(record.status >= 400),
+        "escalations": int(record.escalated),
+        "drafts": int(record.disposition == "draft"),
+        "latency_ms_sum": record.latency_ms,
+        histogram.COLUMNS[histogram.bucket_index(record.latency_ms)]: 1,
+    }
+    _add(deltas, _keys(record, record.final_backend), values)
+
+
+def add_attempt(deltas: Deltas, record: RequestRecord, attempt: AttemptRecord) -> None:
+    """The attempt-level figures (usage and money), counted under the attempt's backend."""
+    cost, baseline = attempt.cost_nanos, attempt.baseline_cost_nanos
+    values: dict[str, int | float] = {
+        "attempts": 1,
+        "attempt_errors": int(attempt.outcome == "error"),
+        "prompt_tokens": attempt.prompt_tokens,
+        "completion_tokens": attempt.completion_tokens,
+        "cached_tokens": attempt.cached_tokens,
+        "cost_nanos": cost or 0,
+        "baseline_cost_nanos": baseline or 0,
+        "savings_nanos": baseline - cost if cost is not None and baseline is not None else 0,
+        "unknown_cost_attempts": int(cost is None),
+        "unknown_baseline_attempts": int(baseline is None),
+    }
+    _add(deltas, _keys(record, attempt.backend), values)
+
+
+def upsert(conn: Connection, deltas: Deltas) -> None:
+    """Add `deltas` to the rollup rows, creating missing ones (ON CONFLICT ... DO UPDATE).
+
+    Rows are written in key order so concurrent writers lock them in the same order.
+    """
+    if not deltas:
+        return
+    rows: list[dict[str, Any]] = []
+    for key in sorted(deltas):
+        row: dict[str, Any] = dict.fromkeys(VALUE_COLUMNS, 0)
+        row.update(zip(KEY_COLUMNS, key, strict=True))
+        row.update(deltas[key])
+        rows.append(row)
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(rollups)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(KEY_COLUMNS),
+        set_={name: rollups.c[name] + stmt.excluded[name] for name in VALUE_COLUMNS},
+    )
+    conn.execute(stmt, rows)

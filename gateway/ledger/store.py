@@ -1,0 +1,124 @@
+"""Writes one batch of ledger records in one transaction, idempotently.
+
+Requests are keyed by `request_id` and attempts by `(request_id, attempt)`; both inserts use
+ON CONFLICT DO NOTHING ... RETURNING, and only the rows that came back are added to the
+rollups. Storing the same record twice therefore changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gateway.core.records import RequestRecord
+from gateway.ledger import rollups
+from gateway.ledger.tables import ID_LEN, NAME_LEN, REASON_LEN, SHORT_LEN, attempts, requests
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    return value if value is None or len(value) <= size else value[:size]
+
+
+def _time(unix_s: float) -> datetime:
+    return datetime.fromtimestamp(unix_s, tz=UTC)
+
+
+def request_row(record: RequestRecord) -> dict[str, Any]:
+    usage = [(a.prompt_tokens, a.completion_tokens, a.cached_tokens) for a in record.attempts]
+    baseline: int | None = 0
+    for a in record.attempts:
+        if a.baseline_cost_nanos is None or baseline is None:
+            baseline = None
+        else:
+            baseline += a.baseline_cost_nanos
+    return {
+        "request_id": record.request_id,
+        "started_at": _time(record.started_at),
+        "api_key_id": _clip(record.api_key_id, ID_LEN),
+        "team": _clip(record.team, NAME_LEN),
+        "route": _clip(record.route, NAME_LEN),
+        "step_kind": _clip(record.step_kind, SHORT_LEN),
+        "difficulty": record.difficulty,
+        "final_backend": _clip(record.final_backend, NAME_LEN),
+        "status": record.status,
+        "error_class": _clip(record.error_class, NAME_LEN),
+        "latency_ms": record.latency_ms,
+        "ttft_ms": record.ttft_ms,
+        "escalated": record.escalated,
+        "confidence": record.confidence,
+        "disposition": _clip(record.disposition, SHORT_LEN),
+        "escalation_reason": _clip(record.escalation_reason, REASON_LEN),
+        "stream": record.stream,
+        "cache_hit": record.cache_hit,
+        "attempt_count": len(record.attempts),
+        "prompt_tokens": sum(u[0] for u in usage),
+        "completion_tokens": sum(u[1] for u in usage),
+        "cached_tokens": sum(u[2] for u in usage),
+        "cost_nanos": record.cost_nanos,
+        "baseline_cost_nanos": baseline,
+    }
+
+
+def attempt_rows(record: RequestRecord) -> list[dict[str, Any]]:
+    return [
+        {
+            "request_id": record.request_id,
+            "attempt": a.attempt,
+            "role": _clip(a.role, SHORT_LEN),
+            "backend": _clip(a.backend, NAME_LEN),
+            "backend_type": _clip(a.backend_type, SHORT_LEN),
+            "model": _clip(a.model, REASON_LEN),
+            "outcome": _clip(a.outcome, SHORT_LEN),
+            "error_class": _clip(a.error_class, NAME_LEN),
+            "prompt_tokens": a.prompt_tokens,
+            "completion_tokens": a.completion_tokens,
+            "cached_tokens": a.cached_tokens,
+            "cost_nanos": a.cost_nanos,
+            "baseline_cost_nanos": a.baseline_cost_nanos,
+            "latency_ms": a.latency_ms,
+            "started_at": _time(a.started_at),
+        }
+        for a in record.attempts
+    ]
+
+
+def write_batch(engine: Engine, records: Sequence[RequestRecord]) -> int:
+    """Store `records` in one transaction; returns how many requests were new."""
+    # A batch may hold the same request twice (e.g. a replayed spool line): keep the first.
+    unique: dict[str, RequestRecord] = {}
+    for record in records:
+        unique.setdefault(record.request_id, record)
+    if not unique:
+        return 0
+    with engine.begin() as conn:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        new_requests = {
+            row.request_id
+            for row in conn.execute(
+                insert(requests).on_conflict_do_nothing().returning(requests.c.request_id),
+                [request_row(r) for r in unique.values()],
+            )
+        }
+        rows = [row for r in unique.values() for row in attempt_rows(r)]
+        new_attempts: set[tuple[str, int]] = set()
+        if rows:
+            result = conn.execute(
+                insert(attempts)
+                .on_conflict_do_nothing()
+                .returning(attempts.c.request_id, attempts.c.attempt),
+                rows,
+            )
+            new_attempts = {(row.request_id, row.attempt) for row in result}
+        deltas: rollups.Deltas = {}
+        for record in unique.values():
+            if record.request_id in new_requests:
+                rollups.add_request(deltas, record)
+            for attempt in record.attempts:
+                if (record.request_id, attempt.attempt) in new_attempts:
+                    rollups.add_attempt(deltas, record, attempt)
+        rollups.upsert(conn, deltas)
+    return len(new_requests)
