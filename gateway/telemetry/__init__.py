@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics, OTel traces (GenAI conventions), JSON logs, redaction."""
