@@ -1,0 +1,1 @@
+"""OpenAI-compatible diffusion-LLM servers (vLLM, SGLang, ollada, Mercury, plain OpenAI)."""

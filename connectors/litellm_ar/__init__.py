@@ -1,0 +1,1 @@
+"""AR providers through the litellm library: the only package that imports litellm."""

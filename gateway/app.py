@@ -1,0 +1,93 @@
+"""create_app(settings) -> the ASGI app; the lifespan builds and closes every service."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.api import health, openai
+from gateway.core.errors import GatewayError, StepgateError, render
+from gateway.services import Services
+from gateway.settings import Settings
+
+log = logging.getLogger("stepgate.app")
+
+
+def _error_response(request: Request, error: StepgateError) -> Response:
+    status, body, headers = render(error)
+    rid = getattr(request.state, "request_id", None)
+    if rid:
+        headers = {**headers, "x-request-id": rid}
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+async def _on_stepgate_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StepgateError)
+    return _error_response(request, exc)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return _error_response(
+        request, GatewayError("internal gateway error; the request id is in x-request-id")
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    from gateway.core.errors import NotFound
+
+    return _error_response(
+        request, NotFound(f"no such endpoint: {request.method} {request.url.path}")
+    )
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    from gateway.core.errors import BadRequest
+
+    err = BadRequest(f"method {request.method} is not allowed on {request.url.path}")
+    status, body, headers = render(err)
+    return Response(body, status_code=405, media_type="application/json", headers=headers)
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    """`services` may be prebuilt (the CLI builds them first so a bad policy fails fast)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        built = services or Services.build(settings)
+        app.state.services = built
+        app.state.settings = settings
+        await built.start()
+        try:
+            yield
+        finally:
+            await built.aclose()
+
+    routes = [
+        Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+        Route("/chat/completions", openai.chat_completions, methods=["POST"]),
+        Route("/v1/models", openai.list_models, methods=["GET"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            StepgateError: _on_stepgate_error,
+            Exception: _on_unexpected,
+            404: _not_found,
+            405: _method_not_allowed,
+        },
+    )
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory: settings from STEPGATE_* (each worker process builds its own)."""
+    return create_app(Settings())

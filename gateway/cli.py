@@ -1,0 +1,152 @@
+"""The `stepgate` command line (typer): serve, policy check/explain, and the area commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Stepgate routing gateway")
+policy_app = typer.Typer(no_args_is_help=True, help="Validate and explain routing policies")
+app.add_typer(policy_app, name="policy")
+
+
+@app.command()
+def serve(
+    policy: Annotated[Path | None, typer.Option(help="policy YAML (default $STEPGATE_POLICY)")] = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    from gateway.policy.loader import PolicyLoadError, load_policy
+    from gateway.settings import Settings
+
+    if policy is not None:
+        os.environ["STEPGATE_POLICY"] = str(policy)
+    try:
+        settings = Settings()
+    except Exception as exc:  # noqa: BLE001 - pydantic-settings errors, shown to the operator
+        typer.echo(f"stepgate: invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        load_policy(settings.policy)
+    except PolicyLoadError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        typer.echo(f"stepgate: refusing to start: {settings.policy} is invalid", err=True)
+        raise typer.Exit(1) from exc
+    if workers > 1 and not settings.redis_url:
+        typer.echo(
+            f"stepgate: refusing to start {workers} workers without STEPGATE_REDIS_URL: rate "
+            "limits, budgets and circuit state are per process without Redis, so every limit "
+            "would silently multiply by the number of workers. Set STEPGATE_REDIS_URL or use "
+            "--workers 1.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+        loop="auto",
+        http="auto",
+    )
+
+
+@policy_app.command("check")
+def policy_check(path: Path) -> None:
+    """Validate a policy file: exit 0, or 1 with PATH:LINE:COL: message per problem."""
+    from gateway.policy.loader import PolicyLoadError, load_policy
+
+    try:
+        policy = load_policy(path)
+    except PolicyLoadError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem))
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"{path}: ok ({len(policy.backends)} backends, {len(policy.routes)} routes, "
+        f"baseline {policy.baseline})"
+    )
+
+
+@policy_app.command("explain")
+def policy_explain(
+    path: Path,
+    request: Annotated[Path, typer.Option("--request", help="OpenAI chat request JSON file")],
+    header: Annotated[list[str] | None, typer.Option("--header", help="K:V, repeatable")] = None,
+) -> None:
+    """Show how a request is classified and routed, and why other routes did not match."""
+    from gateway.classify.classifier import Classifier
+    from gateway.core.errors import StepgateError
+    from gateway.policy.loader import PolicyLoadError, load_policy
+    from gateway.routing import decide
+
+    try:
+        policy = load_policy(path)
+    except PolicyLoadError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem), err=True)
+        raise typer.Exit(1) from exc
+    try:
+        body = orjson.loads(request.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        typer.echo(f"{request}: cannot read request JSON: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    headers: dict[str, str] = {}
+    for item in header or []:
+        key, sep, value = item.partition(":")
+        if not sep:
+            typer.echo(f"--header {item!r}: write it as Name:Value", err=True)
+            raise typer.Exit(1)
+        headers[key.strip().lower()] = value.strip()
+    from gateway.api.openai import parse_chat
+
+    try:
+        chat = parse_chat(body)
+        profile = Classifier().classify(chat, headers)
+        decision = decide(policy, profile, model=chat.model, metadata=chat.metadata)
+    except StepgateError as exc:
+        typer.echo(f"{request}: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    backend = policy.backends[decision.target]
+    out = {
+        "kind": profile.kind,
+        "difficulty": round(profile.difficulty, 3),
+        "latency_budget_ms": profile.latency_budget_ms,
+        "evidence": profile.evidence,
+        "signals": list(profile.signals),
+        "prompt_tokens": profile.prompt_tokens,
+        "expects_json": profile.expects_json,
+        "has_tools": profile.has_tools,
+        "language": profile.language,
+        "route": decision.route,
+        "via": decision.via,
+        "backend": decision.target,
+        "backend_type": backend.type,
+        "fallbacks": list(decision.fallbacks),
+        "routes": [{"route": name, "matched": False, "why_not": why} for name, why in
+                   decision.skipped] + [{"route": decision.route, "matched": True}],
+    }
+    sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _register_area_commands() -> None:
+    """Area modules add their own commands (ledger, keys, classifier, calibrate, ...)."""
+
+
+def main() -> None:
+    _register_area_commands()
+    app()

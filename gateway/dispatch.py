@@ -1,0 +1,194 @@
+"""Call a route's candidates in order: deadline, retries with jittered backoff, fallbacks.
+
+Retries stay on the same backend while the error is retryable, attempts remain and the wait
+(backoff, or the upstream's Retry-After when longer) fits both the policy cap and the deadline.
+A `ProviderRejected` error (the request itself is bad) ends dispatch at once; any other error
+moves on to the next candidate. Every call is appended to the caller's `attempts` list.
+For streams the candidates are tried until one yields its first chunk; after that the
+backend is fixed and a failure is the caller's `StreamInterrupted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from connectors.base import Connector
+from gateway.core.deadline import Deadline
+from gateway.core.errors import (
+    AllBackendsFailed,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+)
+from gateway.core.records import AttemptRole, Outcome
+from gateway.core.types import ChatRequest, Chunk, Completion, Usage
+from gateway.policy.models import Retry
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One backend call as it happened (mutable only while the call is in flight)."""
+
+    backend: str
+    role: AttemptRole
+    started_at: float  # unix seconds
+    started: float  # monotonic
+    latency_s: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    outcome: Outcome = "ok"
+    error: ProviderError | None = None
+    model: str = ""
+
+    def finish(self, *, usage: Usage | None = None, error: ProviderError | None = None,
+               outcome: Outcome | None = None) -> None:
+        self.latency_s = time.monotonic() - self.started
+        if usage is not None:
+            self.usage = usage
+        self.error = error
+        self.outcome = outcome or ("error" if error is not None else "ok")
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        connectors: Mapping[str, Connector],
+        retry: Retry,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.connectors = connectors
+        self.retry = retry
+        self._sleep = sleep
+        self._jitter = jitter
+
+    def _plan(self, candidates: tuple[str, ...]) -> list[tuple[str, int]]:
+        return [(c, n) for c in candidates for n in range(self.retry.max_attempts)]
+
+    def _role(self, index: int, tries_on_backend: int) -> AttemptRole:
+        if tries_on_backend > 0:
+            return "retry"
+        return "primary" if index == 0 else "fallback"
+
+    def _wait_before_retry(self, error: ProviderError, tries: int, deadline: Deadline) -> float | None:
+        """Seconds to wait before retrying the same backend, or None to move on."""
+        if not error.retryable or tries >= self.retry.max_attempts:
+            return None
+        base = self.retry.backoff_base_ms / 1000 * (2 ** (tries - 1))
+        delay = min(base, self.retry.backoff_max_ms / 1000) * (0.5 + self._jitter() / 2)
+        if error.retry_after_s is not None:
+            if error.retry_after_s > self.retry.max_retry_after_s:
+                return None
+            delay = max(delay, error.retry_after_s)
+        if delay >= deadline.remaining():
+            return None
+        return delay
+
+    async def complete(
+        self,
+        request: ChatRequest,
+        candidates: tuple[str, ...],
+        deadline: Deadline,
+        attempts: list[Attempt],
+        *,
+        role: AttemptRole | None = None,
+    ) -> tuple[Connector, Completion]:
+        errors: list[ProviderError] = []
+        for index, name in enumerate(candidates):
+            connector = self.connectors[name]
+            tries = 0
+            while True:
+                if deadline.expired():
+                    errors.append(ProviderTimeout("request deadline reached", backend=name))
+                    raise AllBackendsFailed(errors)
+                attempt = self._start(name, role or self._role(index, tries), connector)
+                attempts.append(attempt)
+                tries += 1
+                try:
+                    completion = await connector.complete(request, deadline)
+                except ProviderError as exc:
+                    exc.backend = exc.backend or name
+                    attempt.finish(error=exc)
+                    errors.append(exc)
+                    if isinstance(exc, ProviderRejected):
+                        raise
+                    wait = self._wait_before_retry(exc, tries, deadline)
+                    if wait is None:
+                        break
+                    await self._sleep(wait)
+                    continue
+                except asyncio.CancelledError:
+                    attempt.finish(outcome="cancelled")
+                    raise
+                attempt.model = completion.model or attempt.model
+                attempt.finish(usage=completion.usage)
+                return connector, completion
+        raise AllBackendsFailed(errors)
+
+    async def open_stream(
+        self,
+        request: ChatRequest,
+        candidates: tuple[str, ...],
+        deadline: Deadline,
+        attempts: list[Attempt],
+        *,
+        role: AttemptRole | None = None,
+    ) -> tuple[Connector, Attempt, Chunk, AsyncIterator[Chunk]]:
+        """Try candidates until one yields a first chunk; return it with the live iterator."""
+        errors: list[ProviderError] = []
+        for index, name in enumerate(candidates):
+            connector = self.connectors[name]
+            tries = 0
+            while True:
+                if deadline.expired():
+                    errors.append(ProviderTimeout("request deadline reached", backend=name))
+                    raise AllBackendsFailed(errors)
+                attempt = self._start(name, role or self._role(index, tries), connector)
+                attempts.append(attempt)
+                tries += 1
+                stream = connector.stream(request, deadline)
+                try:
+                    first = await anext(aiter(stream))
+                except StopAsyncIteration:
+                    exc: ProviderError = ProviderTimeout(
+                        f"{name} sent an empty stream", backend=name
+                    )
+                except ProviderError as err:
+                    exc = err
+                except asyncio.CancelledError:
+                    attempt.finish(outcome="cancelled")
+                    await _close(stream)
+                    raise
+                else:
+                    return connector, attempt, first, stream
+                await _close(stream)
+                exc.backend = exc.backend or name
+                attempt.finish(error=exc)
+                errors.append(exc)
+                if isinstance(exc, ProviderRejected):
+                    raise exc
+                wait = self._wait_before_retry(exc, tries, deadline)
+                if wait is None:
+                    break
+                await self._sleep(wait)
+        raise AllBackendsFailed(errors)
+
+    @staticmethod
+    def _start(name: str, role: AttemptRole, connector: Connector) -> Attempt:
+        return Attempt(
+            backend=name, role=role, started_at=time.time(), started=time.monotonic(),
+            model=connector.model,
+        )
+
+
+async def _close(stream: AsyncIterator[Chunk]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,127 @@
+"""The live policy generation, swapped atomically on reload.
+
+A `Generation` bundles a validated policy with the connectors and dispatcher built for it.
+Requests take `holder.current` once and keep it to the end, so an in-flight request finishes
+on the generation it started with. Connectors dropped by a reload are closed after a grace
+period longer than any request can run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.base import Connector
+from gateway.dispatch import Dispatcher
+from gateway.ledger.pricing import Price
+from gateway.policy.loader import PolicyLoadError, load_policy
+from gateway.policy.models import Backend, Policy
+from gateway.wiring import ConnectorFactory
+
+log = logging.getLogger("stepgate.policy")
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    number: int
+    policy: Policy
+    backends: dict[str, tuple[Backend, Connector]]
+    dispatcher: Dispatcher
+    prices: dict[str, Price | None]
+
+    def connector(self, name: str) -> Connector:
+        return self.backends[name][1]
+
+
+class PolicyHolder:
+    def __init__(self, path: Path, factory: ConnectorFactory) -> None:
+        self.path = path
+        self._factory = factory
+        self._current: Generation | None = None
+        self._mtime: float | None = None
+        self._retired: set[asyncio.Task[None]] = set()
+        self.reload_failures = 0
+        self.last_errors: list[str] = []
+
+    @property
+    def current(self) -> Generation:
+        assert self._current is not None, "policy not loaded"
+        return self._current
+
+    def load_initial(self) -> Generation:
+        """First load at start-up; raises PolicyLoadError so the process refuses to start."""
+        self._mtime = _mtime(self.path)
+        self._current = self._build(load_policy(self.path), number=1)
+        return self._current
+
+    def reload(self) -> tuple[bool, list[str]]:
+        """Re-read the file; swap on success, keep the old generation and report on failure."""
+        self._mtime = _mtime(self.path)
+        try:
+            policy = load_policy(self.path)
+        except PolicyLoadError as exc:
+            self.reload_failures += 1
+            self.last_errors = [str(p) for p in exc.problems]
+            log.error("policy reload rejected; previous policy keeps serving",
+                      extra={"problems": self.last_errors})
+            return False, self.last_errors
+        old = self.current
+        new = self._build(policy, number=old.number + 1, previous=old.backends)
+        self._current = new
+        self.last_errors = []
+        dropped = [c for name, (_, c) in old.backends.items()
+                   if new.backends.get(name, (None, None))[1] is not c]
+        if dropped:
+            grace = old.policy.request_timeout_s + 5
+            task = asyncio.get_running_loop().create_task(_close_later(dropped, grace))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+        log.info("policy reloaded", extra={"generation": new.number})
+        return True, []
+
+    def changed_on_disk(self) -> bool:
+        return _mtime(self.path) != self._mtime
+
+    async def watch(self, interval_s: float) -> None:
+        """Poll the file's mtime; reload when it changes. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.changed_on_disk():
+                self.reload()
+
+    async def aclose(self) -> None:
+        for task in list(self._retired):
+            task.cancel()
+        if self._current is not None:
+            for _, connector in self._current.backends.values():
+                await connector.aclose()
+
+    def _build(
+        self, policy: Policy, *, number: int,
+        previous: dict[str, tuple[Backend, Connector]] | None = None,
+    ) -> Generation:
+        backends = self._factory.build(policy, previous)
+        connectors = {name: c for name, (_, c) in backends.items()}
+        return Generation(
+            number=number,
+            policy=policy,
+            backends=backends,
+            dispatcher=Dispatcher(connectors, policy.retry),
+            prices={name: c.price() for name, c in connectors.items()},
+        )
+
+
+async def _close_later(connectors: list[Connector], delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    for connector in connectors:
+        await connector.aclose()
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return os.stat(path).st_mtime_ns / 1e9
+    except OSError:
+        return None
