@@ -6,12 +6,13 @@ GPU-hour (converted by the attempt's measured wall time). Unknown prices are `No
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from gateway.core.money import NANOS_PER_USD, per_token_nanos
 from gateway.core.types import Usage
-from gateway.policy.models import Pricing
+from gateway.policy.models import Policy, Pricing
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +56,42 @@ class Price:
             + self.output_nanos_per_token * usage.completion_tokens
         )
         return int(exact.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+class Pricebook:
+    """Prices every backend of one policy generation, and each attempt's baseline cost.
+
+    `prices` maps backend name to its `Price`, or None where no price is known (the litellm
+    connector supplies AR prices from its cost map); a backend's policy `pricing` overrides it.
+    The baseline cost of an attempt is the same usage priced at the policy's baseline backend.
+    """
+
+    def __init__(self, policy: Policy, prices: Mapping[str, Price | None]) -> None:
+        merged: dict[str, Price | None] = {}
+        for name, backend in policy.backends.items():
+            if backend.pricing is not None:
+                merged[name] = Price.from_policy(backend.pricing)
+            else:
+                merged[name] = prices.get(name)
+        self._prices = merged
+        self.baseline = policy.baseline
+
+    def price(self, backend: str) -> Price | None:
+        return self._prices.get(backend)
+
+    def cost(self, backend: str, usage: Usage, *, elapsed_s: float) -> int | None:
+        price = self._prices.get(backend)
+        return None if price is None else price.cost_nanos(usage, elapsed_s=elapsed_s)
+
+    def attempt_costs(
+        self, backend: str, usage: Usage, *, elapsed_s: float
+    ) -> tuple[int | None, int | None]:
+        """(cost, baseline cost) in nano-dollars; None where the price is unknown."""
+        return (
+            self.cost(backend, usage, elapsed_s=elapsed_s),
+            self.cost(self.baseline, usage, elapsed_s=elapsed_s),
+        )
+
+    def unknown(self) -> list[str]:
+        """Backends without a price, to surface at load (`stepgate policy check`, logs)."""
+        return sorted(name for name, price in self._prices.items() if price is None)

@@ -1,0 +1,299 @@
+"""Spend reports read from the rollups only: one summary, one time series.
+
+Shared by `stepgate costs` and `GET /v1/spend/*`, so both show identical figures. A window
+[since, until) is resolved to the minute and covered exactly by day rows in its middle, hour
+rows next to them and minute rows at the edges, so even a `--since 7d` report reads at most a
+few hundred rollup rows per dimension combination and never a raw request.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Engine, and_, false, func, literal, or_, select
+
+from gateway.core.money import format_usd
+from gateway.ledger import histogram
+from gateway.ledger.tables import DIMENSIONS, GRAINS, VALUE_COLUMNS, rollups
+
+Grain = Literal["minute", "hour", "day"]
+GroupBy = Literal["route", "backend", "team", "kind", "day"]
+GROUP_BYS: tuple[str, ...] = (*DIMENSIONS, "day")
+MAX_POINTS = 5000
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class QueryError(ValueError):
+    """A report parameter is invalid; the message says which and what is accepted."""
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in `30m`, `24h`, `7d`, `2w`."""
+    match = _DURATION.match(text)
+    if match is None or int(match.group(1)) <= 0:
+        raise QueryError(f"invalid duration {text!r}: use a number and a unit, e.g. 30m, 24h, 7d")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def parse_instant(text: str, *, now: float) -> float:
+    """A duration back from now (`7d`), unix seconds, or an ISO 8601 time (UTC if no zone)."""
+    if _DURATION.match(text):
+        return now - parse_duration(text)
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise QueryError(
+            f"invalid time {text!r}: use a duration (7d), unix seconds or ISO 8601"
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """[since, until) in unix seconds, both on minute boundaries (the rollups' resolution)."""
+
+    since: int
+    until: int
+
+    @classmethod
+    def resolve(
+        cls, *, since: str | None = None, until: str | None = None, now: float | None = None
+    ) -> Window:
+        """`since` defaults to 7d and rounds down to its minute. Without `until` the window runs
+        to the end of the current minute; an explicit `until` is exclusive, rounded up."""
+        now = time.time() if now is None else now
+        start = parse_instant(since or "7d", now=now)
+        lo = int(start) - int(start) % 60
+        if until is None:
+            hi = int(now) - int(now) % 60 + 60
+        else:
+            end = parse_instant(until, now=now)
+            hi = -(-int(end) // 60) * 60
+            if hi < end:
+                hi += 60
+        if hi <= lo:
+            raise QueryError("the window is empty: `since` must be before `until`")
+        return cls(lo, hi)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    route: str | None = None
+    backend: str | None = None
+    team: str | None = None
+    kind: str | None = None
+
+    def items(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in DIMENSIONS if getattr(self, name)}
+
+
+@dataclass(slots=True)
+class Figures:
+    """Summed rollup columns and everything derived from them."""
+
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(VALUE_COLUMNS, 0))
+
+    def add(self, other: Mapping[Any, Any]) -> None:
+        for name in VALUE_COLUMNS:
+            self.sums[name] += other[name] or 0
+
+    def n(self, name: str) -> int:
+        return int(self.sums[name])
+
+    def to_json(self) -> dict[str, Any]:
+        requests = self.n("requests")
+        counts = [self.n(c) for c in histogram.COLUMNS]
+        cost, baseline, savings = (
+            self.n("cost_nanos"),
+            self.n("baseline_cost_nanos"),
+            self.n("savings_nanos"),
+        )
+        prompt, completion = self.n("prompt_tokens"), self.n("completion_tokens")
+        return {
+            "cost_nanos": cost,
+            "cost_usd": format_usd(cost),
+            "baseline_cost_nanos": baseline,
+            "baseline_cost_usd": format_usd(baseline),
+            "savings_nanos": savings,
+            "savings_usd": format_usd(savings),
+            "unknown_cost_attempts": self.n("unknown_cost_attempts"),
+            "unknown_baseline_attempts": self.n("unknown_baseline_attempts"),
+            "requests": requests,
+            "errors": self.n("errors"),
+            "escalations": self.n("escalations"),
+            "escalation_rate": round(self.n("escalations") / requests, 4) if requests else None,
+            "drafts": self.n("drafts"),
+            "attempts": self.n("attempts"),
+            "attempt_errors": self.n("attempt_errors"),
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cached_tokens": self.n("cached_tokens"),
+            "tokens": prompt + completion,
+            "latency_mean_ms": round(self.sums["latency_ms_sum"] / requests, 1)
+            if requests
+            else None,
+            "latency_p50_ms": histogram.percentile(counts, 0.50),
+            "latency_p95_ms": histogram.percentile(counts, 0.95),
+        }
+
+
+def cover(window: Window, *, coarsest: Grain = "day") -> list[tuple[str, int, int]]:
+    """(grain, lo, hi) pieces whose rollup rows add up to exactly `window`."""
+    sizes = [size for grain, size in GRAINS.items() if size <= GRAINS[coarsest]]
+    names = [grain for grain, size in GRAINS.items() if size <= GRAINS[coarsest]]
+
+    def split(level: int, lo: int, hi: int) -> list[tuple[str, int, int]]:
+        if level + 1 < len(sizes):
+            size = sizes[level + 1]
+            inner_lo, inner_hi = -(-lo // size) * size, hi - hi % size
+            if inner_lo < inner_hi:
+                return [
+                    *split(level, lo, inner_lo),
+                    *split(level + 1, inner_lo, inner_hi),
+                    *split(level, inner_hi, hi),
+                ]
+        return [(names[level], lo, hi)] if lo < hi else []
+
+    return split(0, window.since, window.until)
+
+
+def _where(window: Window, filters: Filters, coarsest: Grain) -> ColumnElement[bool]:
+    pieces = [
+        and_(rollups.c.grain == grain, rollups.c.bucket_start >= lo, rollups.c.bucket_start < hi)
+        for grain, lo, hi in cover(window, coarsest=coarsest)
+    ]
+    conditions = [or_(*pieces) if pieces else false()]
+    conditions += [rollups.c[name] == value for name, value in filters.items().items()]
+    return and_(*conditions)
+
+
+def _sums() -> list[ColumnElement[Any]]:
+    return [func.sum(rollups.c[name]).label(name) for name in VALUE_COLUMNS]
+
+
+def _bucket(size: int) -> ColumnElement[Any]:
+    return (rollups.c.bucket_start - rollups.c.bucket_start % size).label("bucket")
+
+
+def _group_key(group_by: str) -> ColumnElement[Any]:
+    if group_by == "day":
+        return _bucket(GRAINS["day"]).label("key")
+    if group_by not in DIMENSIONS:
+        raise QueryError(f"invalid group_by {group_by!r}: use one of {', '.join(GROUP_BYS)}")
+    return rollups.c[group_by].label("key")
+
+
+def _key_json(group_by: str, key: Any) -> Any:
+    if group_by == "day":
+        return _iso(int(key))
+    return key or None  # "" stands for "no team" / "no final backend"
+
+
+def _iso(unix_s: int) -> str:
+    return datetime.fromtimestamp(unix_s, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _head(window: Window, filters: Filters) -> dict[str, Any]:
+    return {
+        "since": _iso(window.since),
+        "until": _iso(window.until),
+        "filters": filters.items(),
+    }
+
+
+def summary(
+    engine: Engine, *, window: Window, filters: Filters, group_by: str | None = None
+) -> dict[str, Any]:
+    """Totals over the window and, with `group_by`, one entry per group (largest cost first)."""
+    where = _where(window, filters, "day")
+    totals = Figures()
+    groups: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        if group_by is None:
+            row = conn.execute(select(*_sums()).where(where)).mappings().one()
+            if row["requests"] is not None:
+                totals.add(row)
+        else:
+            key = _group_key(group_by)
+            stmt = select(key, *_sums()).where(where).group_by(key)
+            figures: list[tuple[Any, Figures]] = []
+            for row in conn.execute(stmt).mappings():
+                one = Figures()
+                one.add(row)
+                totals.add(row)
+                figures.append((row["key"], one))
+            figures.sort(key=lambda kf: (-kf[1].n("cost_nanos"), str(kf[0])))
+            if group_by == "day":
+                figures.sort(key=lambda kf: int(kf[0]))
+            groups = [{"key": _key_json(group_by, k), **f.to_json()} for k, f in figures]
+    body = _head(window, filters)
+    body["group_by"] = group_by
+    body["totals"] = totals.to_json()
+    if group_by is not None:
+        body["groups"] = groups
+    return body
+
+
+def timeseries(
+    engine: Engine,
+    *,
+    window: Window,
+    filters: Filters,
+    bucket: Grain = "hour",
+    group_by: str | None = None,
+) -> dict[str, Any]:
+    """One point per bucket (and group); ungrouped series are filled with empty buckets.
+
+    The first and last buckets hold only the part of them inside the window, so the points
+    always add up to the summary of the same window.
+    """
+    if bucket not in GRAINS:
+        raise QueryError(f"invalid bucket {bucket!r}: use minute, hour or day")
+    size = GRAINS[bucket]
+    first = window.since - window.since % size
+    if (window.until - first) // size > MAX_POINTS:
+        raise QueryError(
+            f"{bucket} buckets over this window make more than {MAX_POINTS} points; "
+            "use a coarser bucket or a shorter window"
+        )
+    if group_by == "day":
+        raise QueryError("group_by=day is for the summary; use bucket=day for a time series")
+    where = _where(window, filters, bucket)
+    bucket_col = _bucket(size)
+    columns: Sequence[ColumnElement[Any]] = (
+        [bucket_col, _group_key(group_by)] if group_by else [bucket_col, literal("").label("key")]
+    )
+    stmt = select(*columns, *_sums()).where(where).group_by(*columns[: 2 if group_by else 1])
+    points: dict[tuple[int, Any], Figures] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(stmt).mappings():
+            figures = points.setdefault((int(row["bucket"]), row["key"]), Figures())
+            figures.add(row)
+    if group_by is None:
+        for start in range(first, window.until, size):
+            points.setdefault((start, ""), Figures())
+    rendered: list[dict[str, Any]] = []
+    for (start, key), figures in sorted(points.items(), key=lambda p: (p[0][0], str(p[0][1]))):
+        point: dict[str, Any] = {"t": _iso(start)}
+        if group_by:
+            point["key"] = _key_json(group_by, key)
+        point.update(figures.to_json())
+        rendered.append(point)
+    body = _head(window, filters)
+    body["bucket"] = bucket
+    body["group_by"] = group_by
+    body["points"] = rendered
+    return body
