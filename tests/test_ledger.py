@@ -79,9 +79,7 @@ def test_records_are_stored_once_and_rollups_equal_raw_rows(
         assert totals["baseline_cost_nanos"] == 20 * 5_000 + 11_000
         with engine.connect() as conn:
             esc = conn.execute(
-                select(rollups).where(
-                    rollups.c.grain == "day", rollups.c.backend == "ar"
-                )
+                select(rollups).where(rollups.c.grain == "day", rollups.c.backend == "ar")
             ).one()
             # The escalation attempt's money counts under its own backend; the request (and
             # its latency) under the final backend, which is also "ar" here.
@@ -119,9 +117,12 @@ def test_unknown_price_is_null_counted_and_kept_out_of_savings(
     engine = create_db_engine(database_url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(
-                select(requests.c.cost_nanos).where(requests.c.request_id == rid)
-            ).scalar_one() is None
+            assert (
+                conn.execute(
+                    select(requests.c.cost_nanos).where(requests.c.request_id == rid)
+                ).scalar_one()
+                is None
+            )
             day = conn.execute(
                 select(
                     func.sum(rollups.c.unknown_cost_attempts),
@@ -139,8 +140,16 @@ def test_cancelled_stream_is_billed_for_partial_usage(database_url: str, tmp_pat
     """A client that disconnects mid-stream: the attempt is 'cancelled' with the tokens
     generated so far, and its cost is stored and rolled up like any other."""
     rid = "disconnected"
-    cut = attempt(rid, 0, backend="ar", outcome="cancelled", prompt=300, completion=37,
-                  cost=1_234, baseline=1_234)
+    cut = attempt(
+        rid,
+        0,
+        backend="ar",
+        outcome="cancelled",
+        prompt=300,
+        completion=37,
+        cost=1_234,
+        baseline=1_234,
+    )
     rec = record(rid, status=499, attempts_=(cut,))
 
     async def scenario() -> None:

@@ -154,9 +154,7 @@ def rollup_totals(engine: Engine, grain: str) -> dict[str, int]:
                 func.coalesce(func.sum(rollups.c.attempts), 0),
                 func.coalesce(func.sum(rollups.c.cost_nanos), 0),
                 func.coalesce(func.sum(rollups.c.baseline_cost_nanos), 0),
-                func.coalesce(
-                    func.sum(rollups.c.prompt_tokens + rollups.c.completion_tokens), 0
-                ),
+                func.coalesce(func.sum(rollups.c.prompt_tokens + rollups.c.completion_tokens), 0),
                 func.coalesce(func.sum(rollups.c.unknown_cost_attempts), 0),
                 func.coalesce(func.sum(hist), 0),
             ).where(rollups.c.grain == grain)

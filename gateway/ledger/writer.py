@@ -148,9 +148,7 @@ class Ledger:
                         await asyncio.wait_for(self._wakeup.wait(), idle)
                 if self._pending and len(self._pending) < self._options.batch_max:
                     with suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self._urgent.wait(), self._options.batch_interval_s
-                        )
+                        await asyncio.wait_for(self._urgent.wait(), self._options.batch_interval_s)
                 self._urgent.clear()
                 batch = [
                     self._pending.popleft()
