@@ -110,7 +110,7 @@ def response(
 
 
 def outcome(rng: random.Random, p_wrong: float) -> str:
-    """ok | unsure (wrong, low value token) | hard (wrong, fails a validator) | confident (wrong)."""
+    """ok, or wrong: unsure (a low value token), hard (fails a validator), confident."""
     if rng.random() >= p_wrong:
         return "ok"
     return rng.choices(["unsure", "hard", "confident"], weights=[60, 28, 12])[0]
@@ -231,10 +231,7 @@ def extract(rng: random.Random, n: int) -> dict[str, Any]:
 def lookup(rng: random.Random, n: int) -> dict[str, Any]:
     question, snippet, truth = rng.choice(KB)
     kind = outcome(rng, 0.2)
-    if kind == "ok":
-        answer = truth
-    else:
-        answer = rng.choice([t for _, _, t in KB if t != truth])
+    answer = truth if kind == "ok" else rng.choice([t for _, _, t in KB if t != truth])
     finish = "stop"
     if kind == "hard":
         answer, finish = answer.split()[0], "length"
