@@ -68,6 +68,7 @@ behaviour runs, so a reset or hung request is still in ``requests``.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 import socket
@@ -218,7 +219,15 @@ class Persistent:
 
 
 Behaviour = (
-    Reply | Status | Reset | Hang | SlowFirstToken | CutStream | MalformedChunk | NoDone | Persistent
+    Reply
+    | Status
+    | Reset
+    | Hang
+    | SlowFirstToken
+    | CutStream
+    | MalformedChunk
+    | NoDone
+    | Persistent
 )
 
 
@@ -227,7 +236,8 @@ def _tool_call(raw: Any) -> ToolCall:
         return raw
     fn = raw.get("function", raw)
     args = fn.get("arguments", {})
-    text = args if isinstance(args, str) else orjson.dumps(args).decode()
+    # json.dumps's default ", " / ": " separators give several whitespace-split fragments
+    text = args if isinstance(args, str) else json.dumps(args)
     return ToolCall(id=raw.get("id"), name=fn["name"], arguments=text)
 
 
@@ -402,7 +412,7 @@ class _Plan:
 
     def _logprob_entry(self, token: str, lp: float) -> dict[str, Any]:
         k = int(self.body.get("top_logprobs") or 0)
-        top = [{"token": token, "logprob": lp, "bytes": list(token.encode())}]
+        top: list[dict[str, Any]] = [{"token": token, "logprob": lp, "bytes": list(token.encode())}]
         rest = max(1e-12, 1.0 - math.exp(lp))
         for i in range(1, k):
             alt = f" alt{i}"
@@ -564,42 +574,64 @@ class _Plan:
         index = 0
         if self.tokens:
             start = {"type": "text", "text": ""}
-            yield event(
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": start},
-            ), 0
+            yield (
+                event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": start},
+                ),
+                0,
+            )
             yield event("ping", {"type": "ping"}), 0
             for token in self.tokens:
                 delta = {"type": "text_delta", "text": token}
-                yield event(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": index, "delta": delta},
-                ), 1
+                yield (
+                    event(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": delta},
+                    ),
+                    1,
+                )
             yield event("content_block_stop", {"type": "content_block_stop", "index": index}), 0
             index += 1
         for i, call in enumerate(self.reply.tool_calls):
-            block = {"type": "tool_use", "id": self._tool_id(i, call), "name": call.name}
-            block["input"] = {}
-            yield event(
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": block},
-            ), 0
+            block = {
+                "type": "tool_use",
+                "id": self._tool_id(i, call),
+                "name": call.name,
+                "input": {},
+            }
+            yield (
+                event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": block},
+                ),
+                0,
+            )
             for frag in _arg_fragments(call.arguments):
                 delta = {"type": "input_json_delta", "partial_json": frag}
-                yield event(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": index, "delta": delta},
-                ), 1
+                yield (
+                    event(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": delta},
+                    ),
+                    1,
+                )
             yield event("content_block_stop", {"type": "content_block_stop", "index": index}), 0
             index += 1
-        yield event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": self.reply.anthropic_stop_reason(), "stop_sequence": None},
-                "usage": {"output_tokens": self.completion_tokens},
-            },
-        ), 0
+        yield (
+            event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {
+                        "stop_reason": self.reply.anthropic_stop_reason(),
+                        "stop_sequence": None,
+                    },
+                    "usage": {"output_tokens": self.completion_tokens},
+                },
+            ),
+            0,
+        )
 
 
 _OPENAI_ERRORS = {
@@ -816,7 +848,9 @@ class FakeUpstream:
 
     # -- HTTP/1.1 (server thread) ---------------------------------------------------------------
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
@@ -991,8 +1025,8 @@ class FakeUpstream:
             return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
         events = plan.anthropic_events() if anthropic else plan.openai_events()
-        sent = completion = 0
-        for data, tokens in events:
+        completion = 0
+        for sent, (data, tokens) in enumerate(events):
             if isinstance(behaviour, CutStream) and sent >= behaviour.after_chunks:
                 self._count(plan.prompt_tokens, completion)
                 writer.close()  # flushes what was written, then FIN: an incomplete chunked body
@@ -1003,7 +1037,6 @@ class FakeUpstream:
                 await asyncio.sleep(self.chunk_delay_s)
             writer.write(frame(data))
             await writer.drain()
-            sent += 1
             completion += tokens
         if not isinstance(behaviour, NoDone):
             if anthropic:
