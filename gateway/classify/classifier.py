@@ -1,75 +1,110 @@
-"""Request -> StepProfile. Explicit hints win; otherwise structural signals decide.
+"""Request -> StepProfile. Explicit hints win; then structure and a linear model over n-grams.
 
-(Interim rule set for the walking skeleton: hints, response_format, tools and length.
-The routing-policy issue replaces the fallback with a trained linear model.)
+Evidence order (DESIGN.md, "Step kinds and the classifier"):
+1. hints: header `x-step-kind` / `x-latency-budget-ms` or the same keys in `metadata`;
+2. structure: response_format, answer sets, tools, max_tokens, turns, length, code/log blocks;
+3. the linear model (gateway.classify.model) over hashed n-grams plus the structural features.
+`evidence` names the source that decided `kind`: a hint, or whichever of the structural and the
+n-gram features carried more of the winning kind's margin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
-from gateway.classify.profile import STEP_KINDS, StepKind, StepProfile
+from gateway.classify.features import extract
+from gateway.classify.model import LinearModel
+from gateway.classify.profile import STEP_KINDS, Evidence, StepKind, StepProfile
 from gateway.core.errors import BadRequest
 from gateway.core.types import ChatRequest
 
 HINT_KIND_HEADER = "x-step-kind"
 HINT_BUDGET_HEADER = "x-latency-budget-ms"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "policies" / "classifier_weights.json"
+
+# Typical answer size per kind when the caller sets no cap (tokens).
+_OUTPUT_TOKENS: dict[StepKind, int] = {
+    "classify": 8,
+    "extract": 120,
+    "format": 250,
+    "lookup": 150,
+    "summarize": 250,
+    "draft": 350,
+    "reason": 500,
+}
 
 
 class Classifier:
+    """Stateless after construction; one instance serves every request concurrently."""
+
+    def __init__(self, model: LinearModel | None = None) -> None:
+        self.model = model if model is not None else LinearModel.load(DEFAULT_WEIGHTS)
+
+    @classmethod
+    def load(cls, weights_path: Path | None = None) -> Classifier:
+        """Classifier with the weights at `weights_path` (default: the shipped weights).
+
+        Raises gateway.classify.model.WeightsError when the file is missing or malformed.
+        """
+        return cls(LinearModel.load(weights_path or DEFAULT_WEIGHTS))
+
     def classify(self, request: ChatRequest, headers: Mapping[str, str]) -> StepProfile:
-        """`headers` keys are lower-case."""
+        """`headers` keys are lower-case. Raises BadRequest for a malformed hint."""
         meta = request.metadata or {}
-        signals: list[str] = []
         hint = headers.get(HINT_KIND_HEADER) or meta.get("X-Step-Kind") or meta.get("step_kind")
-        budget_raw = (
+        budget = _parse_budget(
             headers.get(HINT_BUDGET_HEADER)
             or meta.get("X-Latency-Budget-Ms")
             or meta.get("latency_budget_ms")
         )
-        budget = _parse_budget(budget_raw)
-        text = "\n".join(m.text() for m in request.messages)
-        prompt_tokens = max(1, len(text) // 4)
-        expects_json = bool(
-            request.response_format
-            and request.response_format.get("type") in {"json_object", "json_schema"}
-        )
-        has_tools = bool(request.tools)
+        hinted = _parse_kind(hint) if hint else None
+
+        features = extract(request)
+        scores = self.model.score(features.text_ids, features.struct_ids)
+        signals = [f"structure:{s}" for s in features.structure]
+
         kind: StepKind
-        if hint:
-            kind = _parse_kind(hint)
-            evidence = "hint"
-            signals.append(f"hint:kind={kind}")
-        elif expects_json:
-            kind, evidence = "extract", "structure"
-            signals.append("structure:response_format")
+        evidence: Evidence
+        if hinted is not None:
+            kind, evidence = hinted, "hint"
+            signals.insert(0, f"hint:kind={kind}")
         else:
-            kind, evidence = "reason", "structure"
-            signals.append("structure:default")
-        difficulty = 0.2 if kind in {"classify", "extract", "format", "lookup"} else 0.7
+            kind = scores.kind
+            by_structure = scores.struct_margin > max(scores.text_margin, 0.0)
+            evidence = "structure" if by_structure else "model"
+        if budget is not None:
+            signals.insert(0, f"hint:latency_budget_ms={budget}")
+        signals.append(f"model:kind={scores.kind} p={scores.p_kind:.2f}")
+        signals.append(f"model:runner_up={scores.runner_up} p={scores.p_runner_up:.2f}")
+        signals.append(f"model:deep p={scores.p_deep:.2f}")
+
+        limit = features.output_limit
+        expected = _OUTPUT_TOKENS[kind]
         return StepProfile(
             kind=kind,
-            difficulty=difficulty,
+            difficulty=round(scores.p_deep, 3),
             latency_budget_ms=budget,
-            prompt_tokens=prompt_tokens,
-            expected_output_tokens=request.output_limit() or 256,
-            expects_json=expects_json,
-            has_tools=has_tools,
-            language="en",
-            turns=sum(1 for m in request.messages if m.role == "user"),
-            evidence=evidence,  # type: ignore[arg-type]
+            prompt_tokens=features.prompt_tokens,
+            expected_output_tokens=min(limit, expected) if limit else expected,
+            expects_json=features.expects_json,
+            has_tools=features.has_tools,
+            language=features.language,
+            turns=features.turns,
+            evidence=evidence,
             signals=tuple(signals),
         )
 
 
 def _parse_kind(value: str) -> StepKind:
     kind = value.strip().lower()
-    if kind not in STEP_KINDS:
-        raise BadRequest(
-            f"X-Step-Kind {value!r} is not a step kind; use one of {', '.join(STEP_KINDS)}",
-            param="X-Step-Kind",
-        )
-    return kind  # type: ignore[return-value]
+    for known in STEP_KINDS:
+        if kind == known:
+            return known
+    raise BadRequest(
+        f"X-Step-Kind {value!r} is not a step kind; use one of {', '.join(STEP_KINDS)}",
+        param="X-Step-Kind",
+    )
 
 
 def _parse_budget(value: str | None) -> int | None:

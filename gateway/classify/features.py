@@ -1,0 +1,202 @@
+"""Request -> StepFeatures: structural signals plus hashed word/char n-grams over a bounded window.
+
+Everything here costs O(window), not O(prompt): n-grams come from the head of the system prompt
+and the head and tail of the last user message; regexes run over bounded slices. Feature ids are
+stable across processes (zlib.crc32), so weights trained in one process score in another.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.classify.language import detect_language
+from gateway.core.types import ChatRequest
+
+HASH_BITS = 18
+HASH_MASK = (1 << HASH_BITS) - 1
+# Salt for bigram ids so "ab"+"c" and "a"+"bc" do not share a bucket with a unigram.
+_BIGRAM_SALT = 0x9E3779B9
+
+_SYSTEM_HEAD = 700
+_USER_HEAD = 1100
+_USER_TAIL = 500
+_SCAN_CHARS = 4000  # bounded slice for structural regexes
+
+# One CJK character is one token (Japanese and Chinese have no spaces); other scripts by word.
+_CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
+_CJK_CHAR = re.compile(rf"[{_CJK}]")
+_DIGITS = re.compile(r"\d+")
+
+_ANSWER_SET = re.compile(
+    r"\b(?:one of|exactly one|only one of|choose from|pick one|one label|the label only|"
+    r"label only|one word|answer (?:with|only)|reply with|respond with|return only|"
+    r"options?:|labels?:|categories:|allowed values|yes or no|yes/no|"
+    r"uno de|una de|solo la etiqueta|una sola|eine der|einen der|nur das label|"
+    r"l'une des|un des|une seule|seulement l'étiquette|uma das|um dos|apenas o rótulo)"
+    r"|のいずれか|いずれか|から1つ|から一つ|ラベルのみ",
+    re.IGNORECASE,
+)
+_PIPE_SET = re.compile(r"\b\w+(?:\s*[|/]\s*\w+){2,}\b")
+_BULLET_LABELS = re.compile(r"(?:^[ \t]*(?:[-*•]|\d+[.)])[ \t]*[\w/&' -]{1,32}$\n?){3,}", re.M)
+_LOG_LINE = re.compile(
+    r"^\s*\[?\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}|\b(?:ERROR|WARN(?:ING)?|FATAL|Traceback|"
+    r"Exception|stack ?trace|HTTP/\d\.\d\"? [45]\d\d)\b",
+    re.M,
+)
+_QUESTION = re.compile("[?\uff1f]")  # ASCII and full-width question marks
+
+
+@dataclass(frozen=True, slots=True)
+class StepFeatures:
+    """What the model scores and what the profile reports."""
+
+    text_ids: tuple[int, ...]  # hashed n-gram ids (deduplicated)
+    struct_ids: tuple[int, ...]  # hashed ids of the structural signals below
+    structure: tuple[str, ...]  # human-readable structural signals, e.g. "json_schema"
+    prompt_tokens: int
+    language: str
+    expects_json: bool
+    has_tools: bool
+    turns: int
+    output_limit: int | None
+
+
+def feature_id(name: str) -> int:
+    return zlib.crc32(name.encode()) & HASH_MASK
+
+
+def estimate_tokens(chars: int, sample: str) -> int:
+    """~4 characters per token, ~1 per CJK character (ratio measured on a bounded sample)."""
+    if not sample:
+        return max(1, chars // 4)
+    cjk = len(_CJK_CHAR.findall(sample))
+    ratio = cjk / len(sample)
+    return max(1, int(chars * (ratio + (1.0 - ratio) / 4.0)))
+
+
+def text_ids(window: str) -> tuple[int, ...]:
+    """Hashed unigram and bigram ids of `window` (lower-cased, digit runs folded to 0)."""
+    tokens = _TOKEN.findall(_DIGITS.sub("0", window.lower()))
+    if not tokens:
+        return ()
+    raw = [t.encode() for t in tokens]
+    crc = zlib.crc32
+    uni = list(map(crc, raw))
+    salted = [u ^ _BIGRAM_SALT for u in uni[:-1]]
+    bi = list(map(crc, raw[1:], salted))
+    mask = HASH_MASK
+    return tuple({h & mask for h in uni} | {h & mask for h in bi})
+
+
+def extract(request: ChatRequest) -> StepFeatures:
+    messages = request.messages
+    system_parts: list[str] = []
+    last_user = ""
+    user_turns = 0
+    assistant_turns = 0
+    tool_msgs = 0
+    total_chars = 0
+    for m in messages:
+        text = m.text()
+        total_chars += len(text)
+        role = m.role
+        if role == "user":
+            user_turns += 1
+            last_user = text
+        elif role in ("system", "developer"):
+            system_parts.append(text)
+        elif role == "assistant":
+            assistant_turns += 1
+        else:
+            tool_msgs += 1
+    system = "\n".join(system_parts)
+    if len(last_user) > _USER_HEAD + _USER_TAIL:
+        user_window = last_user[:_USER_HEAD] + "\n" + last_user[-_USER_TAIL:]
+    else:
+        user_window = last_user
+    window = system[:_SYSTEM_HEAD] + "\n" + user_window
+
+    language = detect_language(last_user or system)
+    prompt_tokens = estimate_tokens(total_chars, window[:_SCAN_CHARS])
+
+    structure: list[str] = []
+    rf = request.response_format or {}
+    rf_type = rf.get("type")
+    expects_json = rf_type in ("json_object", "json_schema")
+    if rf_type == "json_schema":
+        structure.append("json_schema")
+        structure.extend(_schema_signals(rf.get("json_schema")))
+    elif rf_type == "json_object":
+        structure.append("json_object")
+    has_tools = bool(request.tools)
+    if has_tools:
+        n_tools = len(request.tools or ())
+        structure.append("tools" if n_tools < 3 else "tools>=3")
+    if tool_msgs:
+        structure.append("tool_results")
+    limit = request.output_limit()
+    if limit:
+        structure.append(_bucket("max_tokens", limit, (16, 64, 256, 1024)))
+    else:
+        structure.append("max_tokens:none")
+    structure.append(_bucket("prompt_tokens", prompt_tokens, (64, 256, 1024, 3000, 6000)))
+    structure.append(_bucket("turns", user_turns, (1, 2, 4)))
+    if assistant_turns:
+        structure.append("history")
+    if system:
+        structure.append("system_prompt")
+    scan = system[:_SCAN_CHARS] + "\n" + user_window[:_SCAN_CHARS]
+    if _ANSWER_SET.search(scan) or _PIPE_SET.search(scan):
+        structure.append("answer_set")
+    if _BULLET_LABELS.search(scan):
+        structure.append("bullet_labels")
+    if "```" in last_user or "```" in system:
+        structure.append("code_block")
+    if _LOG_LINE.search(last_user[:_SCAN_CHARS]):
+        structure.append("log_block")
+    questions = len(_QUESTION.findall(user_window))
+    structure.append(f"questions:{min(questions, 2)}")
+    temperature = request.temperature
+    if temperature is not None:
+        structure.append("temperature:0" if temperature <= 0.2 else "temperature:high")
+    structure.append(f"lang:{language}")
+
+    return StepFeatures(
+        text_ids=text_ids(window),
+        struct_ids=tuple(feature_id("s:" + s) for s in structure),
+        structure=tuple(structure),
+        prompt_tokens=prompt_tokens,
+        language=language,
+        expects_json=expects_json,
+        has_tools=has_tools,
+        turns=user_turns,
+        output_limit=limit,
+    )
+
+
+def _bucket(name: str, value: int, edges: tuple[int, ...]) -> str:
+    for edge in edges:
+        if value <= edge:
+            return f"{name}<={edge}"
+    return f"{name}>{edges[-1]}"
+
+
+def _schema_signals(spec: Any) -> list[str]:
+    """Shape of a json_schema response format: property count and enum-valued properties."""
+    if not isinstance(spec, dict):
+        return []
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        return []
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        return ["json_props:0"]
+    enums = sum(1 for p in props.values() if isinstance(p, dict) and "enum" in p)
+    out = [_bucket("json_props", len(props), (1, 3, 8))]
+    if enums:
+        out.append("json_enum" if enums == len(props) else "json_some_enum")
+    return out
