@@ -141,7 +141,7 @@ def request_attributes(
     if record.confidence is not None:
         attrs["stepgate.confidence"] = record.confidence
     if record.escalation_reason:
-        attrs["stepgate.escalation.reason"] = record.escalation_reason
+        attrs["stepgate.escalation.reason"] = redact(record.escalation_reason)
     if record.team:
         attrs["stepgate.team"] = record.team
     if record.error_class:
@@ -237,7 +237,7 @@ def escalation_attributes(
         attrs["stepgate.escalation.from_backend"] = previous.backend
         attrs["stepgate.escalation.from_model"] = previous.model
     if record.escalation_reason:
-        attrs["stepgate.escalation.reason"] = record.escalation_reason
+        attrs["stepgate.escalation.reason"] = redact(record.escalation_reason)
     if record.confidence is not None:
         attrs["stepgate.confidence"] = record.confidence
     return attrs
