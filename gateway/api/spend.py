@@ -1,0 +1,101 @@
+"""GET /v1/spend/summary and GET /v1/spend/timeseries: the ledger's figures as JSON (admin key).
+
+Thin handlers: check the admin key, parse the query string, run one query from
+`gateway.ledger.queries` in a worker thread, render. The figures are those of `stepgate costs`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.api.admin_auth import require_admin
+from gateway.core.errors import BadRequest, GatewayError
+from gateway.ledger import queries
+from gateway.ledger.writer import Ledger
+
+COMMON = ("since", "until", "range", "team", "route", "kind", "backend", "group_by")
+SUMMARY_PARAMS = frozenset(COMMON)
+TIMESERIES_PARAMS = frozenset((*COMMON, "bucket"))
+
+
+class LedgerUnavailable(GatewayError):
+    status: ClassVar[int] = 503
+    error_class: ClassVar[str] = "gateway_ledger_unavailable"
+
+
+def _one(request: Request, name: str) -> str | None:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise BadRequest(f"query parameter `{name}` given {len(values)} times; give it once",
+                         param=name)  # fmt: skip
+    return values[0] if values and values[0] != "" else None
+
+
+def _parse(request: Request, allowed: frozenset[str]) -> dict[str, Any]:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(sorted(allowed))}",
+            param=unknown[0],
+        )
+    since, span, until = _one(request, "since"), _one(request, "range"), _one(request, "until")
+    if since is not None and span is not None:
+        raise BadRequest("give either `range` (24h, 7d, 30d) or `since`, not both", param="range")
+    try:
+        if span is not None:
+            queries.parse_duration(span)
+        window = queries.Window.resolve(since=span or since, until=until)
+    except queries.QueryError as exc:
+        raise BadRequest(str(exc), param="range" if span else "since") from exc
+    group_by = _one(request, "group_by")
+    if group_by is not None and group_by not in queries.GROUP_BYS:
+        raise BadRequest(
+            f"invalid group_by {group_by!r}: use one of {', '.join(queries.GROUP_BYS)}",
+            param="group_by",
+        )
+    filters = queries.Filters(
+        route=_one(request, "route"),
+        backend=_one(request, "backend"),
+        team=_one(request, "team"),
+        kind=_one(request, "kind"),
+    )
+    return {"window": window, "filters": filters, "group_by": group_by}
+
+
+async def _run(request: Request, query: Any, **kwargs: Any) -> Response:
+    ledger: Ledger = request.app.state.ledger
+    try:
+        body = await run_in_threadpool(query, ledger.engine, **kwargs)
+    except queries.QueryError as exc:
+        raise BadRequest(str(exc)) from exc
+    except SQLAlchemyError as exc:
+        raise LedgerUnavailable("the ledger database cannot be read right now") from exc
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def spend_summary(request: Request) -> Response:
+    require_admin(request)
+    return await _run(request, queries.summary, **_parse(request, SUMMARY_PARAMS))
+
+
+async def spend_timeseries(request: Request) -> Response:
+    require_admin(request)
+    args = _parse(request, TIMESERIES_PARAMS)
+    bucket = _one(request, "bucket") or "hour"
+    if bucket not in queries.GRAINS:
+        raise BadRequest(f"invalid bucket {bucket!r}: use minute, hour or day", param="bucket")
+    return await _run(request, queries.timeseries, bucket=bucket, **args)
+
+
+spend_routes: list[Route] = [
+    Route("/v1/spend/summary", spend_summary, methods=["GET"]),
+    Route("/v1/spend/timeseries", spend_timeseries, methods=["GET"]),
+]

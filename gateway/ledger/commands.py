@@ -1,0 +1,204 @@
+"""`stepgate costs` and `stepgate db upgrade`: the ledger's command-line surface.
+
+`register(app)` adds them to the lead's typer app. Heavy imports (SQLAlchemy, alembic) happen
+inside the commands so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from enum import StrEnum
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+
+class By(StrEnum):
+    route = "route"
+    backend = "backend"
+    team = "team"
+    kind = "kind"
+    day = "day"
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", help="default $STEPGATE_DATABASE_URL", show_default=False, hidden=True
+    ),
+]
+
+CSV_FIELDS = (
+    "key",
+    "cost_usd",
+    "baseline_cost_usd",
+    "savings_usd",
+    "cost_nanos",
+    "baseline_cost_nanos",
+    "savings_nanos",
+    "unknown_cost_attempts",
+    "requests",
+    "tokens",
+    "escalation_rate",
+    "latency_p50_ms",
+    "latency_p95_ms",
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `costs` and the `db` group (`db upgrade`) to `app`."""
+    app.command(name="costs")(costs)
+    db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations)")
+    db_app.command(name="upgrade")(db_upgrade)
+    app.add_typer(db_app, name="db")
+
+
+def _database_url(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    from gateway.settings import Settings
+
+    try:
+        return Settings().database_url
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        typer.echo(f"stepgate: invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def costs(
+    since: Annotated[str, typer.Option(help="window start: 30m, 24h, 7d or ISO 8601")] = "7d",
+    until: Annotated[str | None, typer.Option(help="window end (default: now)")] = None,
+    by: Annotated[By, typer.Option(help="group rows by")] = By.route,
+    output: Annotated[Format, typer.Option("--format", help="output format")] = Format.table,
+    team: Annotated[str | None, typer.Option(help="only this team")] = None,
+    route: Annotated[str | None, typer.Option(help="only this route")] = None,
+    kind: Annotated[str | None, typer.Option(help="only this step kind")] = None,
+    backend: Annotated[str | None, typer.Option(help="only this backend")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Cost, baseline cost, savings, requests, tokens, escalation rate and p50/p95 latency,
+    read from the ledger rollups."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.db.engine import create_db_engine
+    from gateway.ledger import queries
+
+    try:
+        window = queries.Window.resolve(since=since, until=until)
+    except queries.QueryError as exc:
+        typer.echo(f"stepgate costs: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    filters = queries.Filters(route=route, backend=backend, team=team, kind=kind)
+    engine = create_db_engine(_database_url(database_url))
+    try:
+        report = queries.summary(engine, window=window, filters=filters, group_by=by.value)
+    except SQLAlchemyError as exc:
+        typer.echo(
+            f"stepgate costs: cannot read the ledger: {exc.__class__.__name__}: "
+            f"{exc.orig if hasattr(exc, 'orig') else exc}",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+    if output is Format.json:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif output is Format.csv:
+        sys.stdout.write(render_csv(report))
+    else:
+        sys.stdout.write(render_table(report))
+
+
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Apply the alembic migrations (ledger, keys) to $STEPGATE_DATABASE_URL."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.db.engine import normalize_url
+    from gateway.db.migrate import upgrade
+
+    url = _database_url(database_url)
+    shown = make_url(normalize_url(url)).render_as_string(hide_password=True)
+    try:
+        upgrade(url, revision)
+    except SQLAlchemyError as exc:
+        typer.echo(f"stepgate db upgrade: {shown}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{shown}: upgraded to {revision}")
+
+
+def _rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [dict(group) for group in report.get("groups", [])]
+    rows.append({"key": "TOTAL", **report["totals"]})
+    return rows
+
+
+def _key_text(key: Any) -> str:
+    return "(none)" if key is None else str(key)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def render_table(report: dict[str, Any]) -> str:
+    by = report.get("group_by") or "all"
+    header = (by.upper(), "COST $", "BASELINE $", "SAVINGS $", "SAVED", "REQUESTS", "TOKENS",
+              "ESC RATE", "P50 MS", "P95 MS")  # fmt: skip
+    lines: list[tuple[str, ...]] = [header]
+    for row in _rows(report):
+        baseline = row["baseline_cost_nanos"]
+        saved = f"{100 * row['savings_nanos'] / baseline:.1f}%" if baseline else "-"
+        rate = row["escalation_rate"]
+        lines.append(
+            (
+                _key_text(row["key"]),
+                row["cost_usd"],
+                row["baseline_cost_usd"],
+                row["savings_usd"],
+                saved,
+                str(row["requests"]),
+                str(row["tokens"]),
+                "-" if rate is None else f"{100 * rate:.1f}%",
+                _ms(row["latency_p50_ms"]),
+                _ms(row["latency_p95_ms"]),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = io.StringIO()
+    out.write(f"ledger {report['since']} .. {report['until']}\n")
+    for n, line in enumerate(lines):
+        cells = [line[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)
+        ]
+        out.write("  ".join(cells).rstrip() + "\n")
+        if n == 0 or n == len(lines) - 2:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+    unknown = report["totals"]["unknown_cost_attempts"]
+    if unknown:
+        out.write(
+            f"note: {unknown} attempt(s) had no known price and are not in COST; "
+            "add `pricing` to those backends in the policy\n"
+        )
+    return out.getvalue()
+
+
+def render_csv(report: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in _rows(report):
+        writer.writerow({**row, "key": "" if row["key"] is None else row["key"]})
+    return out.getvalue()
