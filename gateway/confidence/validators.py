@@ -203,6 +203,7 @@ _TRIGGER = re.compile(
 _BULLET = re.compile(r"^[ \t]*(?:[-*\u2022]|\d{1,2}[.)])[ \t]+(?P<item>\S[^\n]*)$")
 _SPLIT = re.compile(r"\s*(?:,|\||/|;|\bor\b)\s*", re.IGNORECASE)
 _BULLET_GLOSS = re.compile(r"\s+[-\u2013\u2014]\s+|:|\s+\(")
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 _LABEL_STRIP = "\"'`*.\u201c\u201d\u2018\u2019[]() \t"
 _LABEL_SPACE = re.compile(r"[\s_\-]+")
 
@@ -233,7 +234,7 @@ def prompt_labels(text: str) -> tuple[str, ...] | None:
     trigger line ending in ':' followed by a bullet or numbered list ("- billing: invoices").
     """
     for match in _TRIGGER.finditer(text):
-        inline = match.group("bracket") or match.group("rest") or ""
+        inline = match.group("bracket") or _SENTENCE_END.split(match.group("rest") or "", 1)[0]
         if inline.strip():
             found = _clean_items(_SPLIT.split(inline))
             if found:

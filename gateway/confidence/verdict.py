@@ -2,7 +2,7 @@
 
 Score, in one place:
 
-    token     = (min + p10) / 2 of content-token probabilities   (logprobs and token_confidence)
+    token     = sqrt(min * p10) of content-token probabilities    (logprobs and token_confidence)
     agreement = similarity of two cheap samples in [0, 1]          (second sample and agreement)
     evidence  = min(token, agreement) over those that ran; without either:
                 PRIOR_VALIDATED if a structural validator (json_schema, labels, grounded) ran
@@ -11,12 +11,14 @@ Score, in one place:
               = HARD_FAIL_CAP * evidence       when any failed (so 0.0 .. 0.2)
 
 `min` catches one unsure value token; `p10` keeps one borderline token among many sure ones
-from deciding alone. The mean is never used: a long answer of sure boilerplate hides a guessed
-order number in its mean.
+from deciding alone; their geometric mean is the answer's probability for a one-token label and
+falls fast when one token was a guess (min 0.05, p10 0.99 -> 0.22). The mean is never used: a
+long answer of sure boilerplate hides a guessed order number in its mean.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -172,7 +174,7 @@ def judge(
         else:
             run.append("token_confidence")
             token_min, token_p10 = stats.min, stats.p10
-            token = (stats.min + stats.p10) / 2
+            token = math.sqrt(stats.min * stats.p10)
             evidence.append(token)
             summary = (
                 f"min {stats.min:.3f} ({stats.lowest_token!r}), p10 {stats.p10:.3f} "
