@@ -18,6 +18,7 @@ from starlette.routing import Route
 from gateway.api.admin_auth import require_admin
 from gateway.core.errors import BadRequest, GatewayError
 from gateway.ledger import queries
+from gateway.ledger.tables import GRAINS
 from gateway.ledger.writer import Ledger
 
 COMMON = ("since", "until", "range", "team", "route", "kind", "backend", "group_by")
@@ -90,7 +91,7 @@ async def spend_timeseries(request: Request) -> Response:
     require_admin(request)
     args = _parse(request, TIMESERIES_PARAMS)
     bucket = _one(request, "bucket") or "hour"
-    if bucket not in queries.GRAINS:
+    if bucket not in GRAINS:
         raise BadRequest(f"invalid bucket {bucket!r}: use minute, hour or day", param="bucket")
     return await _run(request, queries.timeseries, bucket=bucket, **args)
 
