@@ -294,8 +294,21 @@ def leaves(value: Any) -> Iterator[Any]:
         yield value
 
 
-def enum_values(schema: Any) -> set[str]:
+def enum_values(schema: dict[str, Any]) -> frozenset[str]:
     """Every string an `enum`/`const` in the schema allows: those are labels, not extractions."""
+    try:
+        key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return frozenset(_collect_enums(schema))
+    return _enums_for(key)
+
+
+@functools.lru_cache(maxsize=512)
+def _enums_for(schema_key: bytes) -> frozenset[str]:
+    return frozenset(_collect_enums(orjson.loads(schema_key)))
+
+
+def _collect_enums(schema: Any) -> set[str]:
     found: set[str] = set()
     if isinstance(schema, dict):
         for key, item in schema.items():
@@ -304,10 +317,10 @@ def enum_values(schema: Any) -> set[str]:
             elif key == "const" and isinstance(item, str):
                 found.add(item)
             else:
-                found |= enum_values(item)
+                found |= _collect_enums(item)
     elif isinstance(schema, list):
         for item in schema:
-            found |= enum_values(item)
+            found |= _collect_enums(item)
     return found
 
 
@@ -334,7 +347,7 @@ def check_grounded(
     """
     values: list[str]
     if parsed.ok and isinstance(parsed.value, dict | list):
-        skip = enum_values(schema) if schema else set()
+        skip = enum_values(schema) if schema else frozenset()
         values = []
         for leaf in leaves(parsed.value):
             if isinstance(leaf, str):
