@@ -26,8 +26,8 @@ TEST_SHARE = 0.25
 FAST_KINDS = {"classify", "extract", "format", "lookup"}
 
 LANG_WEIGHTS = {"en": 46, "es": 10, "de": 9, "fr": 9, "pt": 9, "ja": 10, "it": 3, "nl": 4}
-KIND_COUNTS = {"classify": 150, "extract": 120, "format": 95, "lookup": 110, "summarize": 105,
-               "draft": 95, "reason": 130}
+KIND_COUNTS = {"classify": 150, "extract": 120, "format": 95, "lookup": 110, "summarize": 135,
+               "draft": 125, "reason": 130}
 
 LABEL_SETS = [
     ["billing", "shipping", "technical", "account", "other"],
@@ -232,7 +232,7 @@ def transcript(rng: random.Random, lang: str, turns: int) -> tuple[str, str]:
 
 def make_summarize(rng: random.Random, lang: str) -> tuple[dict[str, Any], str, str]:
     long = rng.random() < 0.3
-    turns = rng.randint(170, 320) if long else rng.randint(2, 25)
+    turns = rng.randint(330, 480) if long else rng.randint(2, 25)
     domain, text = transcript(rng, lang, turns)
     instr = instruction(rng, ins.SUMMARIZE, lang)
     extra: dict[str, Any] = {}

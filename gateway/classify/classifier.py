@@ -61,7 +61,7 @@ class Classifier:
         hinted = _parse_kind(hint) if hint else None
 
         features = extract(request)
-        scores = self.model.score(features.text_ids, features.struct_ids)
+        scores = self.model.score(features.text_ids, features.instr_ids, features.struct_ids)
         signals = [f"structure:{s}" for s in features.structure]
 
         kind: StepKind

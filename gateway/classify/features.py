@@ -19,10 +19,15 @@ HASH_BITS = 18
 HASH_MASK = (1 << HASH_BITS) - 1
 # Salt for bigram ids so "ab"+"c" and "a"+"bc" do not share a bucket with a unigram.
 _BIGRAM_SALT = 0x9E3779B9
+# Instruction n-grams (system prompt head, user message head and tail) get their own id space:
+# "summarize" in the instruction says more about the step than "summarize" inside a ticket.
+INSTRUCTION_SALT = 0x5BD1E995
 
 _SYSTEM_HEAD = 700
 _USER_HEAD = 1100
 _USER_TAIL = 500
+_INSTR_SYSTEM = 400
+_INSTR_USER = 240
 _SCAN_CHARS = 4000  # bounded slice for structural regexes
 
 # One CJK character is one token (Japanese and Chinese have no spaces); other scripts by word.
@@ -47,6 +52,33 @@ _LOG_LINE = re.compile(
     r"Exception|stack ?trace|HTTP/\d\.\d\"? [45]\d\d)\b",
     re.M,
 )
+# Instruction cues: verbs and nouns that name the task, in the languages we serve. They are
+# features, not rules: the model learns how much each is worth next to everything else.
+_CUES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern, re.IGNORECASE))
+    for kind, pattern in (
+        ("classify", r"\b(?:classif|categor|label|tag (?:this|the)|intent|priority|sentiment|"
+         r"queue|route this|spam|which (?:team|department)|clasifica|kategorie|ordne|"
+         r"catégor|classe |classifique|rótulo)|分類|優先度|種類"),
+        ("extract", r"\b(?:extract|pull out|parse|get the|find (?:every|all|the)|fields?\b|"
+         r"extrae|extrahiere|extrais|extraia|campos|felder|champs)|抽出"),
+        ("format", r"\b(?:rewrite|reformat|format|convert|translate|fix (?:spelling|grammar)|"
+         r"shorten|mask|redact|bullet list|markdown|reescribe|formatiere|reformate|"
+         r"aufzählung|tabelle|table)|形式|整え|翻訳"),
+        ("lookup", r"\b(?:knowledge base|kb\b|faq|help ?center|article|snippet|according to|"
+         r"only (?:from|the)|using only|base de conhecimento|base de connaissances|"
+         r"wissensdatenbank|base de conocimiento|artículo|d'après)|ナレッジ|記事"),
+        ("summarize", r"\b(?:summar|recap|sum up|tl;?dr|condense|handover|hand-over|brief "
+         r"(?:note|summary)|resum|zusammenfass|fasse|résum)|要約|まとめ"),
+        ("draft", r"\b(?:draft|compose|write (?:a|an|the|back)|reply to|respond to|"
+         r"next reply|redacta|escribe|schreibe|verfasse|rédige|écris|escreva|follow-up message)|"
+         r"返信|メールを書|お詫びのメール|作成"),
+        ("reason", r"\b(?:decide|determine|eligible|eligibility|polic(?:y|ies)|precedence|"
+         r"calculat|prorat|work out|can we|should we|whether|root cause|diagnos|re-?evaluate|"
+         r"justif|decid|política|richtlinie|entscheide|begründe|politique|décide|analise|"
+         r"analiza)|判断|規定|理由"),
+    )
+)
 _QUESTION = re.compile("[?\uff1f]")  # ASCII and full-width question marks
 
 
@@ -54,7 +86,8 @@ _QUESTION = re.compile("[?\uff1f]")  # ASCII and full-width question marks
 class StepFeatures:
     """What the model scores and what the profile reports."""
 
-    text_ids: tuple[int, ...]  # hashed n-gram ids (deduplicated)
+    text_ids: tuple[int, ...]  # hashed n-gram ids of the whole window (deduplicated)
+    instr_ids: tuple[int, ...]  # hashed n-gram ids of the instruction-bearing parts
     struct_ids: tuple[int, ...]  # hashed ids of the structural signals below
     structure: tuple[str, ...]  # human-readable structural signals, e.g. "json_schema"
     prompt_tokens: int
@@ -78,14 +111,14 @@ def estimate_tokens(chars: int, sample: str) -> int:
     return max(1, int(chars * (ratio + (1.0 - ratio) / 4.0)))
 
 
-def text_ids(window: str) -> tuple[int, ...]:
+def text_ids(window: str, salt: int = 0) -> tuple[int, ...]:
     """Hashed unigram and bigram ids of `window` (lower-cased, digit runs folded to 0)."""
     tokens = _TOKEN.findall(_DIGITS.sub("0", window.lower()))
     if not tokens:
         return ()
     raw = [t.encode() for t in tokens]
     crc = zlib.crc32
-    uni = list(map(crc, raw))
+    uni = [crc(t, salt) for t in raw] if salt else list(map(crc, raw))
     salted = [u ^ _BIGRAM_SALT for u in uni[:-1]]
     bi = list(map(crc, raw[1:], salted))
     mask = HASH_MASK
@@ -119,6 +152,11 @@ def extract(request: ChatRequest) -> StepFeatures:
     else:
         user_window = last_user
     window = system[:_SYSTEM_HEAD] + "\n" + user_window
+    if len(last_user) > 2 * _INSTR_USER:
+        instr = last_user[:_INSTR_USER] + "\n" + last_user[-_INSTR_USER:]
+    else:
+        instr = last_user
+    instr = system[:_INSTR_SYSTEM] + "\n" + instr
 
     language = detect_language(last_user or system)
     prompt_tokens = estimate_tokens(total_chars, window[:_SCAN_CHARS])
@@ -143,7 +181,7 @@ def extract(request: ChatRequest) -> StepFeatures:
         structure.append(_bucket("max_tokens", limit, (16, 64, 256, 1024)))
     else:
         structure.append("max_tokens:none")
-    structure.append(_bucket("prompt_tokens", prompt_tokens, (64, 256, 1024, 3000, 6000)))
+    structure.append(_bucket("prompt_tokens", prompt_tokens, (64, 256, 1024, 3000, 6000, 12000)))
     structure.append(_bucket("turns", user_turns, (1, 2, 4)))
     if assistant_turns:
         structure.append("history")
@@ -158,6 +196,9 @@ def extract(request: ChatRequest) -> StepFeatures:
         structure.append("code_block")
     if _LOG_LINE.search(last_user[:_SCAN_CHARS]):
         structure.append("log_block")
+    for cue_kind, cue in _CUES:
+        if cue.search(instr):
+            structure.append(f"cue:{cue_kind}")
     questions = len(_QUESTION.findall(user_window))
     structure.append(f"questions:{min(questions, 2)}")
     temperature = request.temperature
@@ -167,6 +208,7 @@ def extract(request: ChatRequest) -> StepFeatures:
 
     return StepFeatures(
         text_ids=text_ids(window),
+        instr_ids=text_ids(instr, INSTRUCTION_SALT),
         struct_ids=tuple(feature_id("s:" + s) for s in structure),
         structure=tuple(structure),
         prompt_tokens=prompt_tokens,

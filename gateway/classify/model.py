@@ -43,15 +43,20 @@ class LinearModel:
     bias: tuple[float, ...]
     hash_bits: int
 
-    def score(self, text_ids: tuple[int, ...], struct_ids: tuple[int, ...]) -> Scores:
+    def score(
+        self,
+        text_ids: tuple[int, ...],
+        instr_ids: tuple[int, ...],
+        struct_ids: tuple[int, ...],
+    ) -> Scores:
         get = self.weights.get
-        zero = _ZERO
-        text = [w for i in text_ids if (w := get(i)) is not None]
-        struct = [w for i in struct_ids if (w := get(i)) is not None]
-        t_sum = [sum(col) for col in zip(*text, strict=True)] if text else list(zero)
-        s_sum = [sum(col) for col in zip(*struct, strict=True)] if struct else list(zero)
-        scale = 1.0 / math.sqrt(len(text_ids)) if text_ids else 0.0
-        logits = [b + s + t * scale for b, s, t in zip(self.bias, s_sum, t_sum, strict=True)]
+        t_scale = 1.0 / math.sqrt(len(text_ids)) if text_ids else 0.0
+        i_scale = 1.0 / math.sqrt(len(instr_ids)) if instr_ids else 0.0
+        t_sum = _column_sums([w for i in text_ids if (w := get(i)) is not None], t_scale)
+        i_sum = _column_sums([w for i in instr_ids if (w := get(i)) is not None], i_scale)
+        s_sum = _column_sums([w for i in struct_ids if (w := get(i)) is not None], 1.0)
+        t_sum = [t + i for t, i in zip(t_sum, i_sum, strict=True)]
+        logits = [b + s + t for b, s, t in zip(self.bias, s_sum, t_sum, strict=True)]
         kind_logits = logits[:DEEP]
         order = sorted(range(DEEP), key=kind_logits.__getitem__, reverse=True)
         top, second = order[0], order[1]
@@ -65,7 +70,7 @@ class LinearModel:
             p_runner_up=exps[second] / total,
             p_deep=_sigmoid(logits[DEEP]),
             struct_margin=s_sum[top] - s_sum[second],
-            text_margin=(t_sum[top] - t_sum[second]) * scale,
+            text_margin=t_sum[top] - t_sum[second],
         )
 
     def to_json(self, *, meta: dict[str, Any] | None = None) -> bytes:
@@ -123,6 +128,12 @@ class LinearModel:
 
 
 _ZERO = (0.0,) * N_OUT
+
+
+def _column_sums(rows: list[tuple[float, ...]], scale: float) -> list[float]:
+    if not rows:
+        return list(_ZERO)
+    return [sum(col) * scale for col in zip(*rows, strict=True)]
 
 
 def _sigmoid(x: float) -> float:

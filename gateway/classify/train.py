@@ -107,8 +107,13 @@ def train(steps: Iterable[Step], options: TrainOptions | None = None) -> LinearM
     examples = []
     for step in steps:
         f = extract(step.request)
-        scale = 1.0 / math.sqrt(len(f.text_ids)) if f.text_ids else 0.0
-        xs = [(i, scale) for i in f.text_ids] + [(i, 1.0) for i in f.struct_ids]
+        t_scale = 1.0 / math.sqrt(len(f.text_ids)) if f.text_ids else 0.0
+        i_scale = 1.0 / math.sqrt(len(f.instr_ids)) if f.instr_ids else 0.0
+        xs = (
+            [(i, t_scale) for i in f.text_ids]
+            + [(i, i_scale) for i in f.instr_ids]
+            + [(i, 1.0) for i in f.struct_ids]
+        )
         examples.append((xs, STEP_KINDS.index(step.kind), 1.0 if step.tier == "deep" else 0.0))
     rng = random.Random(opts.seed)
     weights: dict[int, list[float]] = {}
