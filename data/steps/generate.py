@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (natural-language data literals)
 """Generate data/steps/{train,test}.jsonl: labeled support-agent steps as OpenAI chat bodies.
 
 Deterministic (seeded). Raw material is hand-written (corpus.py, instructions.py, handwritten.py);
@@ -26,8 +27,15 @@ TEST_SHARE = 0.25
 FAST_KINDS = {"classify", "extract", "format", "lookup"}
 
 LANG_WEIGHTS = {"en": 46, "es": 10, "de": 9, "fr": 9, "pt": 9, "ja": 10, "it": 3, "nl": 4}
-KIND_COUNTS = {"classify": 150, "extract": 120, "format": 95, "lookup": 110, "summarize": 135,
-               "draft": 125, "reason": 130}
+KIND_COUNTS = {
+    "classify": 150,
+    "extract": 120,
+    "format": 95,
+    "lookup": 110,
+    "summarize": 135,
+    "draft": 125,
+    "reason": 130,
+}
 
 LABEL_SETS = [
     ["billing", "shipping", "technical", "account", "other"],
@@ -49,13 +57,33 @@ FIELD_SETS = [
     ["account_id", "plan", "amount", "date"],
     ["booking_reference", "travel_date", "destination"],
 ]
-FORMAT_TARGETS = ["a markdown bullet list", "plain text without markdown", "an HTML paragraph",
-                  "a formal letter", "a JSON object with keys greeting, body, closing",
-                  "three short sentences"]
-OFFERS = ["a 10% voucher", "free express shipping on the next order", "a one-month credit",
-          "a callback from a supervisor", "a full refund of the delivery fee"]
-NAMES = ["Maria Lopez", "Jonas Becker", "Chloé Bernard", "João Silva", "Yuki Sato", "Sam Patel",
-         "Aisha Khan", "Liam O'Brien", "Giulia Rossi", "Daan de Vries"]
+FORMAT_TARGETS = [
+    "a markdown bullet list",
+    "plain text without markdown",
+    "an HTML paragraph",
+    "a formal letter",
+    "a JSON object with keys greeting, body, closing",
+    "three short sentences",
+]
+OFFERS = [
+    "a 10% voucher",
+    "free express shipping on the next order",
+    "a one-month credit",
+    "a callback from a supervisor",
+    "a full refund of the delivery fee",
+]
+NAMES = [
+    "Maria Lopez",
+    "Jonas Becker",
+    "Chloé Bernard",
+    "João Silva",
+    "Yuki Sato",
+    "Sam Patel",
+    "Aisha Khan",
+    "Liam O'Brien",
+    "Giulia Rossi",
+    "Daan de Vries",
+]
 PLANS = ["Starter", "Team", "Business", "Pro", "Enterprise"]
 
 
@@ -64,9 +92,20 @@ def fill(rng: random.Random, text: str) -> str:
     values = {
         "order": rng.choice(["#", "ORD-", "A", "", "BK"]) + str(rng.randint(10000, 9999999)),
         "email": name.split()[0].lower().replace("é", "e").replace("ã", "a") + "@example.com",
-        "amount": rng.choice(["€", "$", "£", "R$ ", "¥"]) + f"{rng.randint(5, 900)}.{rng.randint(0, 99):02d}",
-        "date": rng.choice(["2024-03-14", "12/05/2024", "5 June", "June 18", "3. Mai",
-                            "le 7 mars", "dia 9 de abril", "4月2日"]),
+        "amount": rng.choice(["€", "$", "£", "R$ ", "¥"])
+        + f"{rng.randint(5, 900)}.{rng.randint(0, 99):02d}",
+        "date": rng.choice(
+            [
+                "2024-03-14",
+                "12/05/2024",
+                "5 June",
+                "June 18",
+                "3. Mai",
+                "le 7 mars",
+                "dia 9 de abril",
+                "4月2日",
+            ]
+        ),
         "name": name,
         "plan": rng.choice(PLANS),
         "phone": f"+44 7{rng.randint(100, 999)} {rng.randint(100000, 999999)}",
@@ -93,11 +132,19 @@ def body(rng: random.Random, instr: str, content: str, **extra: Any) -> dict[str
     elif style < 0.85:
         messages = [{"role": "user", "content": f"{instr}\n\n{content}"}]
     else:
-        messages = [{"role": "system", "content": rng.choice([
-            "You are Ava, the support assistant for a large online retailer.",
-            "You are a helpful customer support agent. Be concise.",
-            "You work in tier-1 support. Follow the instructions exactly.",
-        ])}, {"role": "user", "content": f"{instr}\n\n---\n{content}"}]
+        messages = [
+            {
+                "role": "system",
+                "content": rng.choice(
+                    [
+                        "You are Ava, the support assistant for a large online retailer.",
+                        "You are a helpful customer support agent. Be concise.",
+                        "You work in tier-1 support. Follow the instructions exactly.",
+                    ]
+                ),
+            },
+            {"role": "user", "content": f"{instr}\n\n---\n{content}"},
+        ]
     req: dict[str, Any] = {"model": "auto", "messages": messages}
     req.update({k: v for k, v in extra.items() if v is not None})
     if "temperature" not in req and rng.random() < 0.4:
@@ -106,16 +153,33 @@ def body(rng: random.Random, instr: str, content: str, **extra: Any) -> dict[str
 
 
 def enum_schema(name: str, labels: list[str]) -> dict[str, Any]:
-    return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": {
-        "type": "object", "properties": {"label": {"type": "string", "enum": labels}},
-        "required": ["label"], "additionalProperties": False}}}
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": name,
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"label": {"type": "string", "enum": labels}},
+                "required": ["label"],
+                "additionalProperties": False,
+            },
+        },
+    }
 
 
 def fields_schema(fields: list[str]) -> dict[str, Any]:
-    return {"type": "json_schema", "json_schema": {"name": "fields", "schema": {
-        "type": "object",
-        "properties": {f: {"type": ["string", "null"]} for f in fields},
-        "required": fields}}}
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "fields",
+            "schema": {
+                "type": "object",
+                "properties": {f: {"type": ["string", "null"]} for f in fields},
+                "required": fields,
+            },
+        },
+    }
 
 
 def make_classify(rng: random.Random, lang: str) -> tuple[dict[str, Any], str]:
@@ -132,16 +196,28 @@ def make_classify(rng: random.Random, lang: str) -> tuple[dict[str, Any], str]:
     if rng.random() < 0.15:
         instr += "\nDefinitions: " + "; ".join(
             f"{lab} = the customer {rng.choice(['asks us to explain', 'mentions', 'complains about', 'reports'])} "
-            f"something about {lab.replace('_', ' ')}" for lab in labels[:3])
+            f"something about {lab.replace('_', ' ')}"
+            for lab in labels[:3]
+        )
     extra: dict[str, Any] = {}
     roll = rng.random()
     if roll < 0.25:
         extra["response_format"] = enum_schema("ticket_label", labels)
     elif roll < 0.35:
-        extra["tools"] = [{"type": "function", "function": {
-            "name": "tag_ticket", "description": "Set the ticket's category",
-            "parameters": {"type": "object", "properties": {
-                "category": {"type": "string", "enum": labels}}, "required": ["category"]}}}]
+        extra["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": "tag_ticket",
+                    "description": "Set the ticket's category",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"category": {"type": "string", "enum": labels}},
+                        "required": ["category"],
+                    },
+                },
+            }
+        ]
         extra["tool_choice"] = "required"
     if rng.random() < 0.6:
         extra["max_tokens"] = rng.choice([1, 5, 10, 16, 20, 50])
@@ -163,9 +239,18 @@ def make_extract(rng: random.Random, lang: str) -> tuple[dict[str, Any], str]:
     elif roll < 0.65:
         extra["response_format"] = {"type": "json_object"}
     elif roll < 0.72:
-        extra["tools"] = [{"type": "function", "function": {
-            "name": "save_fields", "parameters": {"type": "object", "properties": {
-                f: {"type": "string"} for f in fields}}}}]
+        extra["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": "save_fields",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {f: {"type": "string"} for f in fields},
+                    },
+                },
+            }
+        ]
     if rng.random() < 0.25:
         # A longer source: an e-mail thread with quoted history.
         parts = [text] + [fill(rng, ticket(rng, lang)[1]) for _ in range(rng.randint(2, 6))]
@@ -176,10 +261,11 @@ def make_extract(rng: random.Random, lang: str) -> tuple[dict[str, Any], str]:
 
 
 def make_format(rng: random.Random, lang: str) -> tuple[dict[str, Any], str]:
-    rlang, reply = rng.choice([r for r in corpus.REPLIES if r[0] == lang] or corpus.REPLIES)
+    _, reply = rng.choice([r for r in corpus.REPLIES if r[0] == lang] or corpus.REPLIES)
     target_lang = ins.LANG_NAMES[rng.choice(["es", "de", "fr", "pt", "ja", "en"])]
     instr = instruction(rng, ins.FORMAT, lang).format(
-        target=rng.choice(FORMAT_TARGETS), target_lang=target_lang)
+        target=rng.choice(FORMAT_TARGETS), target_lang=target_lang
+    )
     extra: dict[str, Any] = {}
     if rng.random() < 0.4:
         extra["max_tokens"] = rng.choice([100, 200, 300, 400])
@@ -202,15 +288,40 @@ def make_lookup(rng: random.Random, lang: str) -> tuple[dict[str, Any], str]:
     extra: dict[str, Any] = {}
     if rng.random() < 0.25:
         # Agent loop: the KB came back as a tool result.
-        req = {"model": "auto", "messages": [
-            {"role": "system", "content": instr},
-            {"role": "user", "content": text},
-            {"role": "assistant", "content": None, "tool_calls": [{
-                "id": "call_1", "type": "function",
-                "function": {"name": "search_kb", "arguments": json.dumps({"query": text[:60]})}}]},
-            {"role": "tool", "tool_call_id": "call_1", "content": kb},
-        ], "tools": [{"type": "function", "function": {"name": "search_kb", "parameters": {
-            "type": "object", "properties": {"query": {"type": "string"}}}}}]}
+        req = {
+            "model": "auto",
+            "messages": [
+                {"role": "system", "content": instr},
+                {"role": "user", "content": text},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {
+                                "name": "search_kb",
+                                "arguments": json.dumps({"query": text[:60]}),
+                            },
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": kb},
+            ],
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "search_kb",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"query": {"type": "string"}},
+                        },
+                    },
+                }
+            ],
+        }
         return req, domain
     if rng.random() < 0.5:
         extra["max_tokens"] = rng.choice([80, 150, 200, 300])
@@ -247,12 +358,19 @@ def make_draft(rng: random.Random, lang: str) -> tuple[dict[str, Any], str]:
     if rng.random() < 0.45:
         domain, first = ticket(rng, lang)
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": "You are a customer support agent for the "
-             f"{domain} team. {instr}"},
-            {"role": "user", "content": first}]
+            {
+                "role": "system",
+                "content": f"You are a customer support agent for the {domain} team. {instr}",
+            },
+            {"role": "user", "content": first},
+        ]
         for _ in range(rng.randint(1, 4)):
-            messages.append({"role": "assistant", "content": fill(rng, rng.choice(corpus.AGENT_LINES))})
-            messages.append({"role": "user", "content": fill(rng, rng.choice(corpus.CUSTOMER_LINES))})
+            messages.append(
+                {"role": "assistant", "content": fill(rng, rng.choice(corpus.AGENT_LINES))}
+            )
+            messages.append(
+                {"role": "user", "content": fill(rng, rng.choice(corpus.CUSTOMER_LINES))}
+            )
         req: dict[str, Any] = {"model": "auto", "messages": messages}
         if rng.random() < 0.5:
             req["temperature"] = rng.choice([0.5, 0.7, 0.9])
@@ -269,16 +387,18 @@ def make_reason(rng: random.Random, lang: str) -> tuple[dict[str, Any], str]:
     while domain not in corpus.POLICIES:
         domain, text = ticket(rng, lang)
     pols = rng.sample(corpus.POLICIES[domain], min(len(corpus.POLICIES[domain]), rng.randint(2, 4)))
-    facts = rng.choice([
-        "Facts: delivered {date}; customer has 2 refunds in the last 90 days; item not marked "
-        "final sale; photo received 9 days after delivery.",
-        "Facts: annual plan bought {date}; outage of 6 hours this month; invoice {amount}.",
-        "Facts: account age 3 years; income arrived 14:02, fee charged 13:55 the same day.",
-        "Facts: flight cancelled 2 days before departure due to crew shortage; customer "
-        "accepted rebooking, then asked for compensation.",
-        "Facts: purchase {date}, 30% of the gems already spent, one earlier refund in May.",
-        "",
-    ])
+    facts = rng.choice(
+        [
+            "Facts: delivered {date}; customer has 2 refunds in the last 90 days; item not marked "
+            "final sale; photo received 9 days after delivery.",
+            "Facts: annual plan bought {date}; outage of 6 hours this month; invoice {amount}.",
+            "Facts: account age 3 years; income arrived 14:02, fee charged 13:55 the same day.",
+            "Facts: flight cancelled 2 days before departure due to crew shortage; customer "
+            "accepted rebooking, then asked for compensation.",
+            "Facts: purchase {date}, 30% of the gems already spent, one earlier refund in May.",
+            "",
+        ]
+    )
     case = "\n".join(pols) + "\n\nCase:\n" + text + ("\n" + fill(rng, facts) if facts else "")
     instr = instruction(rng, ins.REASON, lang)
     extra: dict[str, Any] = {}
@@ -287,21 +407,44 @@ def make_reason(rng: random.Random, lang: str) -> tuple[dict[str, Any], str]:
         instr += " Answer with one of: approve, deny, escalate."
         extra["max_tokens"] = rng.choice([5, 20, 300])
     elif roll < 0.35:
-        extra["response_format"] = {"type": "json_schema", "json_schema": {"name": "decision",
-            "schema": {"type": "object", "properties": {
-                "decision": {"type": "string", "enum": ["approve", "deny", "partial"]},
-                "amount": {"type": "number"}, "reasoning": {"type": "string"},
-                "policies_applied": {"type": "array", "items": {"type": "string"}}}}}}
+        extra["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "decision",
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "decision": {"type": "string", "enum": ["approve", "deny", "partial"]},
+                        "amount": {"type": "number"},
+                        "reasoning": {"type": "string"},
+                        "policies_applied": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+        }
     elif roll < 0.5:
-        extra["tools"] = [{"type": "function", "function": {"name": n, "parameters": {
-            "type": "object", "properties": {"order_id": {"type": "string"}}}}}
-            for n in ("get_order", "get_refund_history", "issue_refund")]
+        extra["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": n,
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"order_id": {"type": "string"}},
+                    },
+                },
+            }
+            for n in ("get_order", "get_refund_history", "issue_refund")
+        ]
     elif roll < 0.6:
         case += "\n\nLogs:\n" + rng.choice(corpus.LOG_SNIPPETS)
-        instr = rng.choice([
-            "Diagnose the root cause from the logs and the customer's report, then decide the "
-            "next step and whether a credit is due under the policies.",
-            instr])
+        instr = rng.choice(
+            [
+                "Diagnose the root cause from the logs and the customer's report, then decide the "
+                "next step and whether a credit is due under the policies.",
+                instr,
+            ]
+        )
     return body(rng, instr, case, **extra), domain
 
 
@@ -321,13 +464,22 @@ def generate() -> list[dict[str, Any]]:
                 req, domain, tier = make_summarize(rng, lang)
             else:
                 req, domain = globals()[f"make_{kind}"](rng, lang)
-            row: dict[str, Any] = {"id": f"gen-{kind}-{n:03d}", "request": req, "kind": kind,
-                                   "tier": tier, "lang": lang, "domain": domain}
+            row: dict[str, Any] = {
+                "id": f"gen-{kind}-{n:03d}",
+                "request": req,
+                "kind": kind,
+                "tier": tier,
+                "lang": lang,
+                "domain": domain,
+            }
             hint = rng.random()
             if hint < 0.04:
                 row["headers"] = {"x-step-kind": kind}
             elif hint < 0.07:
-                req["metadata"] = {"step_kind": kind, "latency_budget_ms": str(rng.choice([300, 2000]))}
+                req["metadata"] = {
+                    "step_kind": kind,
+                    "latency_budget_ms": str(rng.choice([300, 2000])),
+                }
             elif hint < 0.10:
                 row["headers"] = {"x-latency-budget-ms": str(rng.choice([250, 800, 5000]))}
             rows.append(row)

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (natural-language data literals)
 """Localised task instructions for generate.py, per step kind and language.
 
 Each template may use {labels} (classify), {fields} (extract), {target} (format).
@@ -79,21 +80,31 @@ FORMAT: dict[str, list[str]] = {
 LOOKUP: dict[str, list[str]] = {
     "en": [
         "Answer the customer's question using only the knowledge base articles below. Quote the "
-        "article id. If the answer is not there, say \"not in KB\".",
+        'article id. If the answer is not there, say "not in KB".',
         "Using the snippets provided, what does our help center say about the customer's "
         "question? One or two sentences, cite the snippet.",
         "Find the KB article that answers this question and return its id and the relevant "
         "sentence.",
     ],
-    "es": ["Responde a la pregunta del cliente usando solo los artículos de la base de "
-           "conocimiento. Cita el id del artículo."],
-    "de": ["Beantworte die Frage des Kunden nur mit den folgenden Wissensdatenbank-Artikeln. "
-           "Nenne die Artikel-ID."],
-    "fr": ["Réponds à la question du client uniquement avec les articles de la base de "
-           "connaissances ci-dessous. Cite l'identifiant."],
-    "pt": ["Responda à pergunta do cliente usando apenas os artigos da base de conhecimento "
-           "abaixo. Cite o id do artigo."],
-    "ja": ["以下のナレッジベース記事だけを使って、お客様の質問に答えてください。記事IDを引用してください。"],
+    "es": [
+        "Responde a la pregunta del cliente usando solo los artículos de la base de "
+        "conocimiento. Cita el id del artículo."
+    ],
+    "de": [
+        "Beantworte die Frage des Kunden nur mit den folgenden Wissensdatenbank-Artikeln. "
+        "Nenne die Artikel-ID."
+    ],
+    "fr": [
+        "Réponds à la question du client uniquement avec les articles de la base de "
+        "connaissances ci-dessous. Cite l'identifiant."
+    ],
+    "pt": [
+        "Responda à pergunta do cliente usando apenas os artigos da base de conhecimento "
+        "abaixo. Cite o id do artigo."
+    ],
+    "ja": [
+        "以下のナレッジベース記事だけを使って、お客様の質問に答えてください。記事IDを引用してください。"
+    ],
 }
 
 SUMMARIZE: dict[str, list[str]] = {
@@ -108,16 +119,26 @@ SUMMARIZE: dict[str, list[str]] = {
         "Create a short internal summary of this chat for the CRM notes.",
         "Briefly sum up what happened in this conversation.",
     ],
-    "es": ["Resume esta conversación en 3 puntos para el siguiente agente.",
-           "Haz un resumen breve del caso para las notas internas."],
-    "de": ["Fasse dieses Gespräch in 3 Stichpunkten für den nächsten Agenten zusammen.",
-           "Erstelle eine kurze Zusammenfassung des Falls für die interne Notiz."],
-    "fr": ["Résume cette conversation en 3 points pour le prochain agent.",
-           "Fais un bref résumé du dossier pour les notes internes."],
-    "pt": ["Resuma esta conversa em 3 tópicos para o próximo atendente.",
-           "Faça um resumo breve do caso para as notas internas."],
-    "ja": ["この会話を次の担当者向けに3つの箇条書きで要約してください。",
-           "このやり取りの要点を社内メモ用に短くまとめてください。"],
+    "es": [
+        "Resume esta conversación en 3 puntos para el siguiente agente.",
+        "Haz un resumen breve del caso para las notas internas.",
+    ],
+    "de": [
+        "Fasse dieses Gespräch in 3 Stichpunkten für den nächsten Agenten zusammen.",
+        "Erstelle eine kurze Zusammenfassung des Falls für die interne Notiz.",
+    ],
+    "fr": [
+        "Résume cette conversation en 3 points pour le prochain agent.",
+        "Fais un bref résumé du dossier pour les notes internes.",
+    ],
+    "pt": [
+        "Resuma esta conversa em 3 tópicos para o próximo atendente.",
+        "Faça um resumo breve do caso para as notas internas.",
+    ],
+    "ja": [
+        "この会話を次の担当者向けに3つの箇条書きで要約してください。",
+        "このやり取りの要点を社内メモ用に短くまとめてください。",
+    ],
 }
 
 DRAFT: dict[str, list[str]] = {
@@ -134,16 +155,26 @@ DRAFT: dict[str, list[str]] = {
         "Prepare a message for the agent to send: empathetic, under 120 words.",
         "Compose a follow-up message asking the customer for the missing information.",
     ],
-    "es": ["Redacta la respuesta al cliente. Tono cercano, ofrece {offer}.",
-           "Escribe un mensaje de seguimiento al cliente con los próximos pasos."],
-    "de": ["Schreibe eine Antwort an den Kunden. Entschuldige dich und biete {offer} an.",
-           "Verfasse eine Nachricht an den Kunden mit den nächsten Schritten."],
-    "fr": ["Rédige la réponse au client. Excuse-toi et propose {offer}.",
-           "Écris un message au client avec les prochaines étapes."],
-    "pt": ["Escreva a resposta ao cliente. Peça desculpas e ofereça {offer}.",
-           "Escreva uma mensagem ao cliente com os próximos passos."],
-    "ja": ["お客様への返信文を作成してください。丁寧にお詫びし、{offer}を提案してください。",
-           "今後の対応手順をお客様に伝える返信を書いてください。"],
+    "es": [
+        "Redacta la respuesta al cliente. Tono cercano, ofrece {offer}.",
+        "Escribe un mensaje de seguimiento al cliente con los próximos pasos.",
+    ],
+    "de": [
+        "Schreibe eine Antwort an den Kunden. Entschuldige dich und biete {offer} an.",
+        "Verfasse eine Nachricht an den Kunden mit den nächsten Schritten.",
+    ],
+    "fr": [
+        "Rédige la réponse au client. Excuse-toi et propose {offer}.",
+        "Écris un message au client avec les prochaines étapes.",
+    ],
+    "pt": [
+        "Escreva a resposta ao cliente. Peça desculpas e ofereça {offer}.",
+        "Escreva uma mensagem ao cliente com os próximos passos.",
+    ],
+    "ja": [
+        "お客様への返信文を作成してください。丁寧にお詫びし、{offer}を提案してください。",
+        "今後の対応手順をお客様に伝える返信を書いてください。",
+    ],
 }
 
 REASON: dict[str, list[str]] = {
@@ -158,17 +189,35 @@ REASON: dict[str, list[str]] = {
         "decide approve or deny, with reasons.",
         "Is this customer eligible for compensation? Consider all policies and the timeline.",
     ],
-    "es": ["Según las políticas anteriores y la situación del cliente, ¿podemos reembolsar? "
-           "Analiza cada política y decide."],
-    "de": ["Prüfe anhand der Richtlinien oben, ob wir erstatten dürfen. Gehe jede Richtlinie "
-           "durch und entscheide."],
-    "fr": ["Au vu des politiques ci-dessus et de la situation du client, pouvons-nous "
-           "rembourser ? Analyse chaque politique et décide."],
-    "pt": ["Com base nas políticas acima e na situação do cliente, podemos reembolsar? Analise "
-           "cada política e decida."],
-    "ja": ["上記の複数の規定とお客様の状況を踏まえて、返金できるかどうか判断してください。"
-           "各規定が適用されるか検討し、結論と理由を述べてください。"],
+    "es": [
+        "Según las políticas anteriores y la situación del cliente, ¿podemos reembolsar? "
+        "Analiza cada política y decide."
+    ],
+    "de": [
+        "Prüfe anhand der Richtlinien oben, ob wir erstatten dürfen. Gehe jede Richtlinie "
+        "durch und entscheide."
+    ],
+    "fr": [
+        "Au vu des politiques ci-dessus et de la situation du client, pouvons-nous "
+        "rembourser ? Analyse chaque politique et décide."
+    ],
+    "pt": [
+        "Com base nas políticas acima e na situação do cliente, podemos reembolsar? Analise "
+        "cada política e decida."
+    ],
+    "ja": [
+        "上記の複数の規定とお客様の状況を踏まえて、返金できるかどうか判断してください。"
+        "各規定が適用されるか検討し、結論と理由を述べてください。"
+    ],
 }
 
-LANG_NAMES = {"es": "Spanish", "de": "German", "fr": "French", "pt": "Portuguese",
-              "ja": "Japanese", "it": "Italian", "nl": "Dutch", "en": "English"}
+LANG_NAMES = {
+    "es": "Spanish",
+    "de": "German",
+    "fr": "French",
+    "pt": "Portuguese",
+    "ja": "Japanese",
+    "it": "Italian",
+    "nl": "Dutch",
+    "en": "English",
+}
