@@ -252,6 +252,17 @@ def test_cut_stream_raises_in_client_and_counts_sent_tokens(fake_openai: FakeUps
     }
 
 
+def test_cut_stream_past_the_end_still_drops_done(fake_openai: FakeUpstream) -> None:
+    fake_openai.script([cut_stream(after_chunks=99)])
+    body = {"model": "m", "messages": MESSAGES, "stream": True}
+    with (
+        httpx.stream("POST", fake_openai.openai_base + "/chat/completions", json=body) as resp,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        for _ in resp.iter_lines():
+            pass
+
+
 def test_cut_non_stream_body(fake_openai: FakeUpstream) -> None:
     fake_openai.script([cut_stream(after_chunks=0)])
     with pytest.raises(httpx.RemoteProtocolError):
@@ -371,6 +382,10 @@ def test_litellm_anthropic_provider(fake_anthropic: FakeUpstream, litellm_module
             usage = getattr(chunk, "usage", None) or usage
         fake_anthropic.set_reply("", tool_calls=[{"name": "lookup_order", "arguments": {"a": 1}}])
         tools = await litellm_module.acompletion(**kwargs, tools=TOOLS)
+        fake_anthropic.script([cut_stream(after_chunks=4)])
+        with pytest.raises(litellm_module.exceptions.MidStreamFallbackError):
+            async for _ in await litellm_module.acompletion(**kwargs, stream=True):
+                pass
         return resp, text, usage, tools
 
     resp, text, usage, tools = asyncio.run(main())
@@ -382,7 +397,7 @@ def test_litellm_anthropic_provider(fake_anthropic: FakeUpstream, litellm_module
     assert json.loads(tools.choices[0].message.tool_calls[0].function.arguments) == {"a": 1}
     req = fake_anthropic.requests[0]
     assert req.path == "/v1/messages" and req.headers["x-api-key"] == "x"
-    assert fake_anthropic.usage_totals()["prompt_tokens"] == 15
+    assert fake_anthropic.usage_totals()["prompt_tokens"] == 4 * 5  # the cut stream counts too
 
 
 def test_litellm_openai_provider(fake_openai: FakeUpstream, litellm_module: Any) -> None:
@@ -400,6 +415,10 @@ def test_litellm_openai_provider(fake_openai: FakeUpstream, litellm_module: Any)
         text = ""
         async for chunk in stream:
             text += chunk.choices[0].delta.content or ""
+        fake_openai.script([cut_stream(after_chunks=3)])
+        with pytest.raises(litellm_module.exceptions.MidStreamFallbackError):
+            async for _ in await litellm_module.acompletion(**kwargs, stream=True, max_retries=0):
+                pass
         return resp, text
 
     resp, text = asyncio.run(main())

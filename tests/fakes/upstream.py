@@ -45,7 +45,8 @@ none; when the FIFO is empty the default reply answers):
   ``seconds``; non-stream: the whole response after ``seconds``;
 * ``cut_stream(after_chunks=N, reply=None)`` -- stream: send the first N SSE events (OpenAI: the
   role chunk is event 1, then one event per content token / tool-call fragment; Anthropic:
-  message_start is event 1), then close the connection without the chunked terminator;
+  message_start is event 1; N past the last event still drops [DONE] / message_stop), then
+  close the connection without the chunked terminator;
   non-stream: send headers and half of the body, then close;
 * ``malformed_chunk(after_chunks=N, reply=None)`` -- after N events send ``data: {not json``
   and then the rest of the stream as usual; non-stream: a 200 whose body is not JSON;
@@ -1038,6 +1039,10 @@ class FakeUpstream:
             writer.write(frame(data))
             await writer.drain()
             completion += tokens
+        if isinstance(behaviour, CutStream):  # N >= all events: still no [DONE], no terminator
+            self._count(plan.prompt_tokens, completion)
+            writer.close()
+            raise _Closed
         if not isinstance(behaviour, NoDone):
             if anthropic:
                 stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
