@@ -57,26 +57,47 @@ _LOG_LINE = re.compile(
 _CUES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(pattern, re.IGNORECASE))
     for kind, pattern in (
-        ("classify", r"\b(?:classif|categor|label|tag (?:this|the)|intent|priority|sentiment|"
-         r"queue|route this|spam|which (?:team|department)|clasifica|kategorie|ordne|"
-         r"catégor|classe |classifique|rótulo)|分類|優先度|種類"),
-        ("extract", r"\b(?:extract|pull out|parse|get the|find (?:every|all|the)|fields?\b|"
-         r"extrae|extrahiere|extrais|extraia|campos|felder|champs)|抽出"),
-        ("format", r"\b(?:rewrite|reformat|format|convert|translate|fix (?:spelling|grammar)|"
-         r"shorten|mask|redact|bullet list|markdown|reescribe|formatiere|reformate|"
-         r"aufzählung|tabelle|table)|形式|整え|翻訳"),
-        ("lookup", r"\b(?:knowledge base|kb\b|faq|help ?center|article|snippet|according to|"
-         r"only (?:from|the)|using only|base de conhecimento|base de connaissances|"
-         r"wissensdatenbank|base de conocimiento|artículo|d'après)|ナレッジ|記事"),
-        ("summarize", r"\b(?:summar|recap|sum up|tl;?dr|condense|handover|hand-over|brief "
-         r"(?:note|summary)|resum|zusammenfass|fasse|résum)|要約|まとめ"),
-        ("draft", r"\b(?:draft|compose|write (?:a|an|the|back)|reply to|respond to|"
-         r"next reply|redacta|escribe|schreibe|verfasse|rédige|écris|escreva|follow-up message)|"
-         r"返信|メールを書|お詫びのメール|作成"),
-        ("reason", r"\b(?:decide|determine|eligible|eligibility|polic(?:y|ies)|precedence|"
-         r"calculat|prorat|work out|can we|should we|whether|root cause|diagnos|re-?evaluate|"
-         r"justif|decid|política|richtlinie|entscheide|begründe|politique|décide|analise|"
-         r"analiza)|判断|規定|理由"),
+        (
+            "classify",
+            r"\b(?:classif|categor|label|tag (?:this|the)|intent|priority|sentiment|"
+            r"queue|route this|spam|which (?:team|department)|clasifica|kategorie|ordne|"
+            r"catégor|classe |classifique|rótulo)|分類|優先度|種類",
+        ),
+        (
+            "extract",
+            r"\b(?:extract|pull out|parse|get the|find (?:every|all|the)|fields?\b|"
+            r"extrae|extrahiere|extrais|extraia|campos|felder|champs)|抽出",
+        ),
+        (
+            "format",
+            r"\b(?:rewrite|reformat|format|convert|translate|fix (?:spelling|grammar)|"
+            r"shorten|mask|redact|bullet list|markdown|reescribe|formatiere|reformate|"
+            r"aufzählung|tabelle|table)|形式|整え|翻訳",
+        ),
+        (
+            "lookup",
+            r"\b(?:knowledge base|kb\b|faq|help ?center|article|snippet|according to|"
+            r"only (?:from|the)|using only|base de conhecimento|base de connaissances|"
+            r"wissensdatenbank|base de conocimiento|artículo|d'après)|ナレッジ|記事",
+        ),
+        (
+            "summarize",
+            r"\b(?:summar|recap|sum up|tl;?dr|condense|handover|hand-over|brief "
+            r"(?:note|summary)|resum|zusammenfass|fasse|résum)|要約|まとめ",
+        ),
+        (
+            "draft",
+            r"\b(?:draft|compose|write (?:a|an|the|back)|reply to|respond to|"
+            r"next reply|redacta|escribe|schreibe|verfasse|rédige|écris|escreva|follow-up message)|"
+            r"返信|メールを書|お詫びのメール|作成",
+        ),
+        (
+            "reason",
+            r"\b(?:decide|determine|eligible|eligibility|polic(?:y|ies)|precedence|"
+            r"calculat|prorat|work out|can we|should we|whether|root cause|diagnos|re-?evaluate|"
+            r"justif|decid|política|richtlinie|entscheide|begründe|politique|décide|analise|"
+            r"analiza)|判断|規定|理由",
+        ),
     )
 )
 _QUESTION = re.compile("[?\uff1f]")  # ASCII and full-width question marks

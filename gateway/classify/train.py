@@ -140,11 +140,7 @@ def train(steps: Iterable[Step], options: TrainOptions | None = None) -> LinearM
             for row, (_, v) in zip(rows, xs, strict=True):
                 for j in range(N_OUT):
                     row[j] = row[j] * decay - lr * grads[j] * v
-    kept = {
-        i: tuple(w)
-        for i, w in weights.items()
-        if max(abs(x) for x in w) >= opts.prune_below
-    }
+    kept = {i: tuple(w) for i, w in weights.items() if max(abs(x) for x in w) >= opts.prune_below}
     return LinearModel(weights=kept, bias=tuple(bias), hash_bits=HASH_BITS)
 
 
@@ -171,7 +167,11 @@ def evaluate(classifier: Classifier, steps: Iterable[Step], policy: Policy) -> E
             fast_deep += 1
         if tier != step.tier or profile.kind != step.kind:
             misses.append(
-                (step.id, f"{step.kind}/{step.tier}", f"{profile.kind}/{tier} d={profile.difficulty}")
+                (
+                    step.id,
+                    f"{step.kind}/{step.tier}",
+                    f"{profile.kind}/{tier} d={profile.difficulty}",
+                )
             )
     return EvalReport(
         steps=n,
