@@ -61,6 +61,15 @@ actually sent. ``latency_s`` (default 0) delays every successful answer before i
 (benchmarks' model time); ``chunk_delay_s`` (default 0) spaces stream events. Errors, resets and
 hangs are not delayed by ``latency_s``.
 
+Also: ``FakeUpstream(dialect="openai"|"vllm"|"anthropic", models=None)`` (the dialect only picks
+the default ``GET /v1/models`` list; every server answers all endpoints), ``start()``/``stop()``
+or ``with``; ``fake.port``; ``fake.models`` (list, editable); ``fake.last_request``;
+``fake.clear()`` (forget requests and usage totals); ``fake.reset_script()``; ``fake.reset_all()``
+(default reply, script, requests, usage, latencies: what the fixtures do before each test).
+``RecordedRequest`` has ``method, path, query, headers`` (lower-case names), ``body`` (parsed JSON
+or None) and ``raw`` (bytes). For litellm's ``anthropic/`` provider pass ``api_base=fake.url``:
+litellm appends ``/v1/messages``, so ``fake.openai_base`` would become ``/v1/v1/messages`` (404).
+
 All scripting methods are thread-safe: tests call them from the test thread while the server
 runs its own asyncio loop in a daemon thread. Requests are recorded on arrival, before the
 behaviour runs, so a reset or hung request is still in ``requests``.
