@@ -28,7 +28,6 @@ def request_body(backend: DllmBackend, request: ChatRequest, *, stream: bool) ->
     body: dict[str, Any] = request.passthrough()
     body["model"] = backend.model
     body["messages"] = request.wire_messages()
-    body.pop("metadata", None)  # routing hints are ours; many engines reject unknown metadata
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

@@ -38,7 +38,7 @@ def map_exception(exc: BaseException, *, backend: str) -> ProviderError:
     """The most specific of our errors for a litellm (or openai/httpx) exception."""
     status = getattr(exc, "status_code", None)
     retry_after = _retry_after(exc)
-    message = str(getattr(exc, "message", None) or exc)[:500]
+    message = str(getattr(exc, "message", None) or exc).split("\nTraceback", 1)[0][:500]
     for cls in type(exc).__mro__:
         mapped = _BY_NAME.get(cls.__name__)
         if mapped is not None:
