@@ -1,0 +1,5 @@
+"""`python -m gateway` is the `stepgate` command."""
+
+from gateway.cli import main
+
+main()
