@@ -13,6 +13,7 @@ from gateway.classify.train import DataError, TrainOptions, evaluate, read_steps
 from gateway.policy.loader import PolicyLoadError, load_policy
 
 DEFAULT_POLICY = Path("policies/support.yaml")
+_DEFAULTS = TrainOptions()
 
 
 def register(app: typer.Typer) -> None:
@@ -29,8 +30,8 @@ def register(app: typer.Typer) -> None:
         policy: Annotated[
             Path, typer.Option(help="Policy that decides the tier (fast = a dLLM target).")
         ] = DEFAULT_POLICY,
-        epochs: Annotated[int, typer.Option(min=1)] = TrainOptions.epochs,
-        seed: Annotated[int, typer.Option()] = TrainOptions.seed,
+        epochs: Annotated[int, typer.Option(min=1)] = _DEFAULTS.epochs,
+        seed: Annotated[int, typer.Option()] = _DEFAULTS.seed,
     ) -> None:
         """Train on DATA, write the weights to --out, and report on --test."""
         try:

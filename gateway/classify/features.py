@@ -36,70 +36,38 @@ _TOKEN = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
 _DIGITS = re.compile(r"\d+")
 
-_ANSWER_SET = re.compile(
-    r"\b(?:one of|exactly one|only one of|choose from|pick one|one label|the label only|"
-    r"label only|one word|answer (?:with|only)|reply with|respond with|return only|"
-    r"options?:|labels?:|categories:|allowed values|yes or no|yes/no|"
-    r"uno de|una de|solo la etiqueta|una sola|eine der|einen der|nur das label|"
-    r"l'une des|un des|une seule|seulement l'étiquette|uma das|um dos|apenas o rótulo)"
-    r"|のいずれか|いずれか|から1つ|から一つ|ラベルのみ",
-    re.IGNORECASE,
-)
-_PIPE_SET = re.compile(r"\b\w+(?:\s*[|/]\s*\w+){2,}\b")
+_SLASH_SET = re.compile(r"[a-z]/[a-z_]+/[a-z]")
 _BULLET_LABELS = re.compile(r"(?:^[ \t]*(?:[-*•]|\d+[.)])[ \t]*[\w/&' -]{1,32}$\n?){3,}", re.M)
-_LOG_LINE = re.compile(
-    r"^\s*\[?\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}|\b(?:ERROR|WARN(?:ING)?|FATAL|Traceback|"
-    r"Exception|stack ?trace|HTTP/\d\.\d\"? [45]\d\d)\b",
-    re.M,
-)
-# Instruction cues: verbs and nouns that name the task, in the languages we serve. They are
-# features, not rules: the model learns how much each is worth next to everything else.
-_CUES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (kind, re.compile(pattern, re.IGNORECASE))
-    for kind, pattern in (
-        (
-            "classify",
-            r"\b(?:classif|categor|label|tag (?:this|the)|intent|priority|sentiment|"
-            r"queue|route this|spam|which (?:team|department)|clasifica|kategorie|ordne|"
-            r"catégor|classe |classifique|rótulo)|分類|優先度|種類",
-        ),
-        (
-            "extract",
-            r"\b(?:extract|pull out|parse|get the|find (?:every|all|the)|fields?\b|"
-            r"extrae|extrahiere|extrais|extraia|campos|felder|champs)|抽出",
-        ),
-        (
-            "format",
-            r"\b(?:rewrite|reformat|format|convert|translate|fix (?:spelling|grammar)|"
-            r"shorten|mask|redact|bullet list|markdown|reescribe|formatiere|reformate|"
-            r"aufzählung|tabelle|table)|形式|整え|翻訳",
-        ),
-        (
-            "lookup",
-            r"\b(?:knowledge base|kb\b|faq|help ?center|article|snippet|according to|"
-            r"only (?:from|the)|using only|base de conhecimento|base de connaissances|"
-            r"wissensdatenbank|base de conocimiento|artículo|d'après)|ナレッジ|記事",
-        ),
-        (
-            "summarize",
-            r"\b(?:summar|recap|sum up|tl;?dr|condense|handover|hand-over|brief "
-            r"(?:note|summary)|resum|zusammenfass|fasse|résum)|要約|まとめ",
-        ),
-        (
-            "draft",
-            r"\b(?:draft|compose|write (?:a|an|the|back)|reply to|respond to|"
-            r"next reply|redacta|escribe|schreibe|verfasse|rédige|écris|escreva|follow-up message)|"
-            r"返信|メールを書|お詫びのメール|作成",
-        ),
-        (
-            "reason",
-            r"\b(?:decide|determine|eligible|eligibility|polic(?:y|ies)|precedence|"
-            r"calculat|prorat|work out|can we|should we|whether|root cause|diagnos|re-?evaluate|"
-            r"justif|decid|política|richtlinie|entscheide|begründe|politique|décide|analise|"
-            r"analiza)|判断|規定|理由",
-        ),
-    )
-)
+_BULLET_HINT = ("\n-", "\n*", "\n•", "\n1.", "\n1)")
+_LOG_WORDS = ("ERROR", "WARN", "FATAL", "Traceback", "Exception", "stack trace")
+_TIMESTAMP = re.compile(r"\d\d\d\d-\d\d-\d\d[ T]\d\d:\d\d")
+# Instruction cues: words and phrases that name the task (or an answer set), in the languages
+# we serve. They are features, not rules: the model learns what each is worth. Matched by
+# n-gram id against the instruction ids already computed, so they cost one dict look-up per id.
+_CUE_WORDS: dict[str, str] = {
+    "classify": "classify classification categorize categorise category categories label labels "
+    "tag intent priority sentiment queue spam clasifica categoría categorías kategorie ordne "
+    "catégorie catégories classe classifique categoria rótulo rótulos 分類 優先 種類",
+    "extract": "extract pull_out parse get_the find_every find_all field fields extrae "
+    "extrahiere extrais extraia campos felder champs 抽出",
+    "format": "rewrite reformat format convert translate fix_spelling fix_grammar shorten mask "
+    "redact bullet_list markdown reescribe formatiere reformate aufzählung tabelle table 形式 "
+    "整え 翻訳",
+    "lookup": "knowledge_base kb faq help_center article articles snippet snippets according_to "
+    "using_only only_from conhecimento connaissances wissensdatenbank conocimiento artículo "
+    "artículos artigos d_après ナレ 記事",
+    "summarize": "summarize summarise summary recap sum_up tl condense handover resume resumen "
+    "resuma resumo fasse zusammenfassung résume résumé 要約 まと",
+    "draft": "draft compose write_a write_an write_the write_back reply_to respond_to reply "
+    "respond redacta escribe schreibe verfasse rédige écris escreva 返信 作成 メー",
+    "reason": "decide determine eligible eligibility policy policies precedence calculate "
+    "calculation prorate work_out can_we should_we whether root_cause diagnose re_evaluate "
+    "justify justifica decida política políticas richtlinie richtlinien entscheide begründe "
+    "politique politiques décide analise analiza 判断 規定 理由",
+    "answer_set": "one_of choose_from pick_one label_only one_word answer_with reply_with "
+    "respond_with return_only options allowed_values yes_or yes_no uno_de una_de eine_der "
+    "einen_der une_des l_une uma_das um_dos いず",
+}
 _QUESTION = re.compile("[?\uff1f]")  # ASCII and full-width question marks
 
 
@@ -132,6 +100,15 @@ def estimate_tokens(chars: int, sample: str) -> int:
     return max(1, int(chars * (ratio + (1.0 - ratio) / 4.0)))
 
 
+def phrase_id(phrase: str, salt: int = INSTRUCTION_SALT) -> int:
+    """The id `text_ids` gives a one-word phrase, or the first bigram of a longer one."""
+    raw = [t.encode() for t in _TOKEN.findall(phrase.lower())]
+    first = zlib.crc32(raw[0], salt)
+    if len(raw) == 1:
+        return first & HASH_MASK
+    return zlib.crc32(raw[1], first ^ _BIGRAM_SALT) & HASH_MASK
+
+
 def text_ids(window: str, salt: int = 0) -> tuple[int, ...]:
     """Hashed unigram and bigram ids of `window` (lower-cased, digit runs folded to 0)."""
     tokens = _TOKEN.findall(_DIGITS.sub("0", window.lower()))
@@ -144,6 +121,13 @@ def text_ids(window: str, salt: int = 0) -> tuple[int, ...]:
     bi = list(map(crc, raw[1:], salted))
     mask = HASH_MASK
     return tuple({h & mask for h in uni} | {h & mask for h in bi})
+
+
+_CUE_IDS: dict[int, str] = {
+    phrase_id(phrase.replace("_", " ")): cue
+    for cue, phrases in _CUE_WORDS.items()
+    for phrase in phrases.split()
+}
 
 
 def extract(request: ChatRequest) -> StepFeatures:
@@ -209,17 +193,18 @@ def extract(request: ChatRequest) -> StepFeatures:
     if system:
         structure.append("system_prompt")
     scan = system[:_SCAN_CHARS] + "\n" + user_window[:_SCAN_CHARS]
-    if _ANSWER_SET.search(scan) or _PIPE_SET.search(scan):
-        structure.append("answer_set")
-    if _BULLET_LABELS.search(scan):
+    instr_ids = text_ids(instr, INSTRUCTION_SALT)
+    cues = {c for i in instr_ids if (c := _CUE_IDS.get(i)) is not None}
+    if scan.count("|") >= 2 or _SLASH_SET.search(scan.lower()):
+        cues.add("answer_set")
+    structure.extend(sorted(f"cue:{c}" for c in cues))
+    if any(h in scan for h in _BULLET_HINT) and _BULLET_LABELS.search(scan):
         structure.append("bullet_labels")
     if "```" in last_user or "```" in system:
         structure.append("code_block")
-    if _LOG_LINE.search(last_user[:_SCAN_CHARS]):
+    head = last_user[:_SCAN_CHARS]
+    if any(w in head for w in _LOG_WORDS) or _TIMESTAMP.search(head):
         structure.append("log_block")
-    for cue_kind, cue in _CUES:
-        if cue.search(instr):
-            structure.append(f"cue:{cue_kind}")
     questions = len(_QUESTION.findall(user_window))
     structure.append(f"questions:{min(questions, 2)}")
     temperature = request.temperature
@@ -229,7 +214,7 @@ def extract(request: ChatRequest) -> StepFeatures:
 
     return StepFeatures(
         text_ids=text_ids(window),
-        instr_ids=text_ids(instr, INSTRUCTION_SALT),
+        instr_ids=instr_ids,
         struct_ids=tuple(feature_id("s:" + s) for s in structure),
         structure=tuple(structure),
         prompt_tokens=prompt_tokens,
