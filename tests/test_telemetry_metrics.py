@@ -269,3 +269,33 @@ def test_multiprocess_mode_merges_workers(tmp_path: Path) -> None:
     assert got[("stepgate_requests_total", labels)] == 5
     # Gauges: the exited workers' live values are still on disk until marked dead; max of gens.
     assert got[("stepgate_policy_generation", frozenset())] == 3
+
+
+def test_fast_families_expose_what_prometheus_client_would() -> None:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from gateway.telemetry.fastseries import CounterFamily, FamilyCollector, HistogramFamily
+
+    buckets = (0.001, 0.01, 0.1, 1.0)
+    observations = [0.0005, 0.001, 0.002, 0.01, 0.5, 3.0, 1.0]
+    reference = CollectorRegistry()
+    ref_h = Histogram("x_seconds", "doc", ("route",), registry=reference, buckets=buckets)
+    ref_c = Counter("x_events", "doc", ("route",), registry=reference)
+    fast = FamilyCollector()
+    fast_h = HistogramFamily("x_seconds", "doc", ("route",), buckets)
+    fast_c = CounterFamily("x_events", "doc", ("route",))
+    fast.add(fast_h)
+    fast.add(fast_c)
+    ours = CollectorRegistry()
+    ours.register(fast)
+    for v in observations:
+        ref_h.labels("r").observe(v)
+        fast_h.labels("r").observe(v)
+        ref_c.labels("r").inc(v)
+        fast_c.labels("r").inc(v)
+
+    def lines(registry: CollectorRegistry) -> list[str]:
+        text = generate_latest(registry).decode()
+        return [line for line in text.splitlines() if "_created" not in line]
+
+    assert lines(ours) == lines(reference)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,6 +30,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from gateway.core.records import AttemptRecord, RequestRecord
+from gateway.telemetry.fastseries import CounterFamily, FamilyCollector, HistogramFamily
 from gateway.telemetry.labels import (
     NONE,
     BoundedLabel,
@@ -53,6 +54,24 @@ OVERHEAD_BUCKETS: Final = (
 CLASSIFY_BUCKETS: Final = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01)
 
 
+class _Inc(Protocol):
+    def inc(self, amount: float = ...) -> None: ...
+
+
+class _Observe(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class _CounterLike(Protocol):
+    def labels(self, *labelvalues: str) -> _Inc: ...
+    def inc(self, amount: float = ...) -> None: ...
+
+
+class _HistogramLike(Protocol):
+    def labels(self, *labelvalues: str) -> _Observe: ...
+    def observe(self, amount: float) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class LabelLimits:
     """Bounds on label values. `routes`/`backends`/`teams` None means "first `cap` seen"."""
@@ -65,38 +84,69 @@ class LabelLimits:
 
 
 class _RequestChildren:
-    """Pre-resolved children for one (route, backend, kind, status) combination."""
+    """Pre-resolved children for one combination of a request's label values.
 
-    __slots__ = ("duration", "overhead", "requests", "ttft")
+    prometheus_client's `labels()` costs a few µs (lock, validation); resolving once per
+    combination keeps `observe_request` to plain `inc`/`observe` calls.
+    """
 
-    def __init__(self, m: Metrics, route: str, backend: str, kind: str, status: str) -> None:
-        self.requests = m.requests.labels(route, backend, kind, status)
+    __slots__ = (
+        "cache_hits",
+        "decisions",
+        "drafts",
+        "duration",
+        "escalations",
+        "overhead",
+        "requests",
+        "team_cost",
+        "ttft",
+    )
+
+    def __init__(self, m: Metrics, r: RequestRecord, evidence: str) -> None:
+        route = m._route(r.route)
+        backend = m._backend(r.final_backend)
+        self.requests = m.requests.labels(
+            route, backend, kind_label(r.step_kind), status_label(r.status)
+        )
         self.duration = m.request_duration.labels(route, backend)
         self.ttft = m.ttft.labels(route, backend)
         self.overhead = m.overhead.labels(route)
+        self.decisions = m.decisions.labels(route, m._evidence(evidence))
+        self.escalations = (
+            m.escalations.labels(route, m._reason(r.escalation_reason)) if r.escalated else None
+        )
+        self.drafts = m.drafts.labels(route) if r.disposition == "draft" else None
+        self.cache_hits = m.cache_hits.labels(route) if r.cache_hit else None
+        self.team_cost = m.team_cost.labels(m._team(r.team)) if m._teams_on else None
 
 
 class _AttemptChildren:
-    """Pre-resolved children for one (route, backend, role, outcome) attempt combination."""
+    """Pre-resolved children for one (route, backend, role, outcome, error class) combination."""
 
     __slots__ = (
         "attempts",
+        "backend",
         "baseline",
         "cost",
         "cost_unknown",
         "duration",
+        "errors",
         "tokens_in",
         "tokens_out",
     )
 
-    def __init__(self, m: Metrics, route: str, backend: str, role: str, outcome: str) -> None:
-        self.attempts = m.attempts.labels(backend, role, outcome)
-        self.duration = m.backend_duration.labels(backend, outcome)
+    def __init__(self, m: Metrics, raw_route: str, a: AttemptRecord) -> None:
+        route = m._route(raw_route)
+        backend = m._backend(a.backend)
+        self.backend = backend
+        self.attempts = m.attempts.labels(backend, a.role, a.outcome)
+        self.duration = m.backend_duration.labels(backend, a.outcome)
         self.tokens_in = m.tokens.labels(route, backend, "in")
         self.tokens_out = m.tokens.labels(route, backend, "out")
         self.cost = m.cost.labels(route, backend)
         self.baseline = m.baseline_cost.labels(route, backend)
         self.cost_unknown = m.cost_unknown.labels(route, backend)
+        self.errors = m.backend_errors.labels(backend, m._err(a)) if a.outcome == "error" else None
 
 
 class Metrics:
@@ -131,6 +181,7 @@ class Metrics:
         self._route = name_label(cap=limits.name_cap, allowed=limits.routes)
         self._backend = name_label(cap=limits.name_cap, allowed=limits.backends)
         self._team = name_label(cap=len(limits.teams), allowed=limits.teams)
+        self._teams_on = bool(limits.teams)
         self._reason = code_label(cap=limits.code_cap)
         self._code = code_label(cap=limits.code_cap)
         self._error = error_label()
@@ -138,13 +189,25 @@ class Metrics:
         self._req_cache: dict[tuple[Any, ...], _RequestChildren] = {}
         self._att_cache: dict[tuple[Any, ...], _AttemptChildren] = {}
 
-        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
-            return Counter(name, doc, labels, registry=reg)
+        # One process: lock-free families read at scrape time (see fastseries). Several
+        # workers: prometheus_client metrics, whose values live in the shared mmap files.
+        fast = FamilyCollector() if multiproc_dir is None else None
+
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> _CounterLike:
+            if fast is None:
+                return Counter(name, doc, labels, registry=None)
+            family = CounterFamily(name, doc, labels)
+            fast.add(family)
+            return family
 
         def histogram(
             name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
-        ) -> Histogram:
-            return Histogram(name, doc, labels, registry=reg, buckets=buckets)
+        ) -> _HistogramLike:
+            if fast is None:
+                return Histogram(name, doc, labels, registry=None, buckets=buckets)
+            family = HistogramFamily(name, doc, labels, buckets)
+            fast.add(family)
+            return family
 
         # Requests.
         self.requests = counter(
@@ -277,6 +340,8 @@ class Metrics:
             "Errors reaching the limits store, by limit and the mode applied (open|closed)",
             ("limit", "mode"),
         )
+        if reg is not None and fast is not None:
+            reg.register(fast)
 
     @classmethod
     def from_env(cls, *, limits: LabelLimits | None = None) -> Metrics:
@@ -307,72 +372,72 @@ class Metrics:
         classify_s: float,
     ) -> None:
         """Account one finished request and all its attempts. ~10-20 µs in-process."""
-        key = (record.route, record.final_backend, record.step_kind, record.status)
+        r = record
+        key = (
+            r.route,
+            r.final_backend,
+            r.step_kind,
+            r.status,
+            evidence,
+            r.escalated and r.escalation_reason,
+            r.disposition,
+            r.cache_hit,
+            r.team,
+        )
         rc = self._req_cache.get(key)
         if rc is None:
-            route = self._route(record.route)
-            rc = _RequestChildren(
-                self,
-                route,
-                self._backend(record.final_backend),
-                kind_label(record.step_kind),
-                status_label(record.status),
-            )
+            rc = _RequestChildren(self, r, evidence)
             if len(self._req_cache) < _CACHE_MAX:
                 self._req_cache[key] = rc
         rc.requests.inc()
-        rc.duration.observe(record.latency_ms / 1000.0)
+        rc.duration.observe(r.latency_ms / 1000.0)
         rc.overhead.observe(max(overhead_ms, 0.0) / 1000.0)
-        if record.ttft_ms is not None:
-            rc.ttft.observe(record.ttft_ms / 1000.0)
-        route = self._route(record.route)
-        self.decisions.labels(route, self._evidence(evidence)).inc()
+        if r.ttft_ms is not None:
+            rc.ttft.observe(r.ttft_ms / 1000.0)
+        rc.decisions.inc()
         self.classify_duration.observe(classify_s)
-        if record.escalated:
-            self.escalations.labels(route, self._reason(record.escalation_reason)).inc()
-        if record.disposition == "draft":
-            self.drafts.labels(route).inc()
-        if record.cache_hit:
-            self.cache_hits.labels(route).inc()
+        if rc.escalations is not None:
+            rc.escalations.inc()
+        if rc.drafts is not None:
+            rc.drafts.inc()
+        if rc.cache_hits is not None:
+            rc.cache_hits.inc()
 
-        prev: AttemptRecord | None = None
+        prev: _AttemptChildren | None = None
+        prev_error = ""
         total_nanos = 0
-        for attempt in record.attempts:
-            self._observe_attempt(record.route, attempt)
-            if attempt.cost_nanos is not None:
-                total_nanos += attempt.cost_nanos
-            if prev is not None and prev.outcome == "error":
-                if attempt.role == "retry":
-                    self.retries.labels(self._backend(prev.backend), self._err(prev)).inc()
-                elif attempt.role == "fallback":
-                    self.fallbacks.labels(self._backend(prev.backend), self._err(prev)).inc()
-            prev = attempt
-        if total_nanos:
-            self.team_cost.labels(self._team(record.team)).inc(total_nanos / _NANOS_PER_USD)
-
-    def _observe_attempt(self, raw_route: str, a: AttemptRecord) -> None:
-        key = (raw_route, a.backend, a.role, a.outcome)
-        ac = self._att_cache.get(key)
-        if ac is None:
-            ac = _AttemptChildren(
-                self, self._route(raw_route), self._backend(a.backend), a.role, a.outcome
-            )
-            if len(self._att_cache) < _CACHE_MAX:
-                self._att_cache[key] = ac
-        ac.attempts.inc()
-        ac.duration.observe(a.latency_ms / 1000.0)
-        if a.prompt_tokens:
-            ac.tokens_in.inc(a.prompt_tokens)
-        if a.completion_tokens:
-            ac.tokens_out.inc(a.completion_tokens)
-        if a.cost_nanos is None:
-            ac.cost_unknown.inc()
-        elif a.cost_nanos:
-            ac.cost.inc(a.cost_nanos / _NANOS_PER_USD)
-        if a.baseline_cost_nanos:
-            ac.baseline.inc(a.baseline_cost_nanos / _NANOS_PER_USD)
-        if a.outcome == "error":
-            self.backend_errors.labels(self._backend(a.backend), self._err(a)).inc()
+        for a in r.attempts:
+            akey = (r.route, a.backend, a.role, a.outcome, a.error_class)
+            ac = self._att_cache.get(akey)
+            if ac is None:
+                ac = _AttemptChildren(self, r.route, a)
+                if len(self._att_cache) < _CACHE_MAX:
+                    self._att_cache[akey] = ac
+            ac.attempts.inc()
+            ac.duration.observe(a.latency_ms / 1000.0)
+            if a.prompt_tokens:
+                ac.tokens_in.inc(a.prompt_tokens)
+            if a.completion_tokens:
+                ac.tokens_out.inc(a.completion_tokens)
+            if a.cost_nanos is None:
+                ac.cost_unknown.inc()
+            elif a.cost_nanos:
+                ac.cost.inc(a.cost_nanos / _NANOS_PER_USD)
+                total_nanos += a.cost_nanos
+            if a.baseline_cost_nanos:
+                ac.baseline.inc(a.baseline_cost_nanos / _NANOS_PER_USD)
+            if ac.errors is not None:
+                ac.errors.inc()
+            # A retry or fallback is charged to the backend that failed just before it.
+            if prev is not None and prev.errors is not None:
+                if a.role == "retry":
+                    self.retries.labels(prev.backend, prev_error).inc()
+                elif a.role == "fallback":
+                    self.fallbacks.labels(prev.backend, prev_error).inc()
+            prev = ac
+            prev_error = self._err(a) if ac.errors is not None else ""
+        if rc.team_cost is not None and total_nanos:
+            rc.team_cost.inc(total_nanos / _NANOS_PER_USD)
 
     def _err(self, a: AttemptRecord) -> str:
         label = error_class_label(a.error_class)
