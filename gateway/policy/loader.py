@@ -67,12 +67,16 @@ def parse_policy(text: str, *, path: str, env: Mapping[str, str]) -> Policy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyLoadError(
-            [doc.problem(_loc_in(data, err["loc"]), _message(err, data)) for err in exc.errors()]
-        ) from exc
+        problems = [
+            doc.problem(
+                _error_loc(data, err), _message(err, data), at_key=err["type"] == "extra_forbidden"
+            )
+            for err in exc.errors()
+        ]
+        raise PolicyLoadError(sorted(problems, key=lambda p: (p.line, p.col))) from exc
     problems = [doc.problem(loc, msg) for loc, msg in cross_check(policy)]
     if problems:
-        raise PolicyLoadError(problems)
+        raise PolicyLoadError(sorted(problems, key=lambda p: (p.line, p.col)))
     return policy
 
 
@@ -100,21 +104,29 @@ class _Document:
             return None
         return self._convert(node, (), env)
 
-    def problem(self, loc: Loc, message: str) -> PolicyProblem:
-        line, col = self._position(loc)
+    def problem(self, loc: Loc, message: str, *, at_key: bool = False) -> PolicyProblem:
+        if at_key and loc in self.key_marks:
+            line, col = self.key_marks[loc]
+        else:
+            line, col = self._position(loc)
         return PolicyProblem(self.path, line, col, message)
 
     def _position(self, loc: Loc) -> tuple[int, int]:
+        """The value's own position for scalars and flow collections, else its key's."""
         for cut in range(len(loc), -1, -1):
             prefix = loc[:cut]
-            if prefix in self.key_marks:
-                return self.key_marks[prefix]
             if prefix in self.marks:
                 return self.marks[prefix]
+            if prefix in self.key_marks:
+                return self.key_marks[prefix]
         return (1, 1)
 
-    def _convert(self, node: yaml.Node, loc: Loc, env: Mapping[str, str]) -> Any:
-        self.marks[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    def _convert(
+        self, node: yaml.Node, loc: Loc, env: Mapping[str, str], *, item: bool = False
+    ) -> Any:
+        block = isinstance(node, yaml.CollectionNode) and not node.flow_style
+        if not block or item or not loc:
+            self.marks[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -122,13 +134,17 @@ class _Document:
                 child: Loc = (*loc, key)
                 self.key_marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 if key in out:
-                    self.problems.append(
-                        self.problem(child, f"duplicate key {key!r}; keep only one of them")
-                    )
+                    line, col = self.key_marks[child]
+                    self.problems.append(PolicyProblem(
+                        self.path, line, col, f"duplicate key {key!r}; keep only one of them"
+                    ))
                 out[key] = self._convert(value_node, child, env)
             return out
         if isinstance(node, yaml.SequenceNode):
-            return [self._convert(item, (*loc, i), env) for i, item in enumerate(node.value)]
+            return [
+                self._convert(child, (*loc, i), env, item=True)
+                for i, child in enumerate(node.value)
+            ]
         value = yaml.SafeLoader(" ").construct_object(node)
         if isinstance(value, str) and "$" in value:
             return self._substitute(value, loc, env)
@@ -174,6 +190,13 @@ class _Document:
                 return result
             return typed if isinstance(typed, int | float | bool) else result
         return result
+
+
+def _error_loc(data: Any, err: Any) -> Loc:
+    loc = _loc_in(data, err["loc"])
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return (*loc, "type")  # point at the backend's `type:` line
+    return loc
 
 
 def _loc_in(data: Any, loc: tuple[Any, ...]) -> Loc:
