@@ -1,0 +1,8 @@
+.PHONY: check test lint typecheck
+check: lint typecheck
+lint:
+	ruff check .
+typecheck:
+	mypy
+test:
+	pytest
