@@ -58,8 +58,8 @@ SECRET_KEYS = frozenset(
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"), "sk-ant-" + MASK),
     (re.compile(r"sk-[A-Za-z0-9_\-]{16,}"), "sk-" + MASK),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/\-]{8,}=*"), "Bearer " + MASK),
-    (re.compile(r"(?i)\bbasic\s+[A-Za-z0-9+/]{12,}=*"), "Basic " + MASK),
+    (re.compile(r"\b(?i:bearer)\s+[A-Za-z0-9._~+/\-]{8,}=*"), "Bearer " + MASK),
+    (re.compile(r"\b(?i:basic)\s+[A-Za-z0-9+/]{12,}=*"), "Basic " + MASK),
     (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"), MASK),
     (re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"), MASK),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"), MASK),
@@ -68,7 +68,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 # `api_key=...`, `"token": "..."`, `aws_secret_access_key = ...`: a key word, a separator, a token.
 _KEYWORD_VALUE = re.compile(
-    r"(?i)((?:api[_\-]?key|apikey|token|secret|passw(?:or)?d|credential|auth(?:orization)?)"
+    r"((?i:api[_\-]?key|apikey|token|secret|passw(?:or)?d|credential|auth(?:orization)?)"
     r"[A-Za-z0-9_\-]*[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9+/_\-.~]{20,})"
 )
 # pydantic ValidationError text echoes the offending input: `input_value='...'` (or a dict).
@@ -77,6 +77,8 @@ _PYDANTIC_INPUT = re.compile(
     r"|\{.*?\}(?=, input_type)|\[.*?\](?=, input_type)|\S+)"
 )
 _ENTROPY_MIN_BITS = 3.0
+# One scan that finds out whether any pattern can match: most strings are clean.
+_ANY = re.compile("|".join([p.pattern for p, _ in _PATTERNS] + [_KEYWORD_VALUE.pattern]))
 
 
 def shannon_bits(token: str) -> float:
@@ -98,7 +100,9 @@ def _mask_keyword_value(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """Mask every credential-shaped substring. Cheap when nothing matches (a few regex scans)."""
+    """Mask every credential-shaped substring. Cheap when nothing matches (one regex scan)."""
+    if _ANY.search(text) is None:
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     text = _KEYWORD_VALUE.sub(_mask_keyword_value, text)
@@ -120,6 +124,8 @@ def redact_value(key: str | None, value: Any) -> Any:
             return MASK
     if isinstance(value, str):
         return redact(value)
+    if value is None or isinstance(value, int | float):
+        return value
     if isinstance(value, Mapping):
         return {str(k): redact_value(str(k), v) for k, v in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
