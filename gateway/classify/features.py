@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
+from itertools import repeat
+from operator import and_, xor
 from typing import Any
 
 from gateway.classify.language import detect_language
@@ -110,17 +112,20 @@ def phrase_id(phrase: str, salt: int = INSTRUCTION_SALT) -> int:
 
 
 def text_ids(window: str, salt: int = 0) -> tuple[int, ...]:
-    """Hashed unigram and bigram ids of `window` (lower-cased, digit runs folded to 0)."""
+    """Hashed unigram and bigram ids of `window` (lower-cased, digit runs folded to 0).
+
+    Written as C-level map/set operations: this is the classifier's hot loop.
+    """
     tokens = _TOKEN.findall(_DIGITS.sub("0", window.lower()))
     if not tokens:
         return ()
-    raw = [t.encode() for t in tokens]
+    raw = "\x00".join(tokens).encode().split(b"\x00")
     crc = zlib.crc32
-    uni = [crc(t, salt) for t in raw] if salt else list(map(crc, raw))
-    salted = [u ^ _BIGRAM_SALT for u in uni[:-1]]
-    bi = list(map(crc, raw[1:], salted))
-    mask = HASH_MASK
-    return tuple({h & mask for h in uni} | {h & mask for h in bi})
+    uni = list(map(crc, raw, repeat(salt, len(raw))))
+    bi = map(crc, raw[1:], map(xor, uni, repeat(_BIGRAM_SALT, len(raw) - 1)))
+    ids = set(map(and_, uni, repeat(HASH_MASK, len(raw))))
+    ids.update(map(and_, bi, repeat(HASH_MASK, len(raw) - 1)))
+    return tuple(ids)
 
 
 _CUE_IDS: dict[int, str] = {
@@ -194,7 +199,7 @@ def extract(request: ChatRequest) -> StepFeatures:
         structure.append("system_prompt")
     scan = system[:_SCAN_CHARS] + "\n" + user_window[:_SCAN_CHARS]
     instr_ids = text_ids(instr, INSTRUCTION_SALT)
-    cues = {c for i in instr_ids if (c := _CUE_IDS.get(i)) is not None}
+    cues = {_CUE_IDS[i] for i in _CUE_IDS.keys() & instr_ids}
     if scan.count("|") >= 2 or _SLASH_SET.search(scan.lower()):
         cues.add("answer_set")
     structure.extend(sorted(f"cue:{c}" for c in cues))

@@ -52,9 +52,9 @@ class LinearModel:
         get = self.weights.get
         t_scale = 1.0 / math.sqrt(len(text_ids)) if text_ids else 0.0
         i_scale = 1.0 / math.sqrt(len(instr_ids)) if instr_ids else 0.0
-        t_sum = _column_sums([w for i in text_ids if (w := get(i)) is not None], t_scale)
-        i_sum = _column_sums([w for i in instr_ids if (w := get(i)) is not None], i_scale)
-        s_sum = _column_sums([w for i in struct_ids if (w := get(i)) is not None], 1.0)
+        t_sum = _column_sums([w for w in map(get, text_ids) if w is not None], t_scale)
+        i_sum = _column_sums([w for w in map(get, instr_ids) if w is not None], i_scale)
+        s_sum = _column_sums([w for w in map(get, struct_ids) if w is not None], 1.0)
         t_sum = [t + i for t, i in zip(t_sum, i_sum, strict=True)]
         logits = [b + s + t for b, s, t in zip(self.bias, s_sum, t_sum, strict=True)]
         kind_logits = logits[:DEEP]
