@@ -168,3 +168,28 @@ def test_without_endpoint_the_tracer_is_a_noop(receiver: Receiver) -> None:
 )
 def test_traces_url(endpoint: str, url: str) -> None:
     assert traces_url(endpoint) == url
+
+
+def test_importing_tracing_does_not_load_the_sdk() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, gateway.telemetry.tracing, gateway.telemetry.metrics, gateway.telemetry.logs;"
+        "assert 'opentelemetry.sdk.trace' not in sys.modules, 'SDK imported at startup'"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+
+
+def test_sampling_drops_whole_traces_but_honours_a_sampled_caller() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    tracer = Tracer.with_exporter(exporter, batch=False, sample_ratio=0.0)
+    tracer.record(escalated_request(), profile=profile())
+    assert exporter.get_finished_spans() == ()
+    tracer.record(escalated_request(), extras=TraceExtras(traceparent=TRACEPARENT))
+    assert len(exporter.get_finished_spans()) == 5
+    tracer.shutdown()

@@ -76,14 +76,23 @@ class Tracer:
         *,
         record_content: bool = False,
         service_name: str = "stepgate",
+        sample_ratio: float = 1.0,
     ) -> Tracer:
-        """OTLP HTTP/protobuf to `settings.otlp_endpoint` when set; otherwise a no-op tracer."""
+        """OTLP HTTP/protobuf to `settings.otlp_endpoint` when set; otherwise a no-op tracer.
+
+        `sample_ratio` < 1 keeps that share of new traces (a caller's sampled `traceparent`
+        is always honoured); unsampled requests cost about a microsecond."""
         if not settings.otlp_endpoint:
             return cls.disabled()
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter(endpoint=traces_url(settings.otlp_endpoint), timeout=5)
-        return cls.with_exporter(exporter, record_content=record_content, service_name=service_name)
+        return cls.with_exporter(
+            exporter,
+            record_content=record_content,
+            service_name=service_name,
+            sample_ratio=sample_ratio,
+        )
 
     @classmethod
     def with_exporter(
@@ -93,14 +102,18 @@ class Tracer:
         record_content: bool = False,
         service_name: str = "stepgate",
         batch: bool = True,
+        sample_ratio: float = 1.0,
     ) -> Tracer:
         """Any SDK exporter; `batch=False` exports synchronously (tests, debugging)."""
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
         resource = Resource.create({"service.name": service_name, "service.version": _version()})
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(
+            resource=resource, sampler=ParentBased(TraceIdRatioBased(sample_ratio))
+        )
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
         provider.add_span_processor(processor)
         return cls(provider=provider, record_content=record_content)
@@ -141,6 +154,9 @@ class Tracer:
             attributes=genai.request_attributes(record, extras, record_content=content),
             start_time=start,
         )
+        if not root.is_recording():  # not sampled: children would be dropped too
+            root.end(end_time=end)
+            return
         if record.status >= 500:
             _set_error(root, record.error_class)
         ctx = trace.set_span_in_context(root)
