@@ -151,12 +151,12 @@ class Tracer:
             genai.REQUEST_SPAN,
             context=_parent(extras.traceparent if extras else None),
             kind=SpanKind.SERVER,
-            attributes=genai.request_attributes(record, extras, record_content=content),
             start_time=start,
         )
         if not root.is_recording():  # not sampled: children would be dropped too
             root.end(end_time=end)
             return
+        root.set_attributes(genai.request_attributes(record, extras, record_content=content))
         if record.status >= 500:
             _set_error(root, record.error_class)
         ctx = trace.set_span_in_context(root)
