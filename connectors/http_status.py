@@ -31,14 +31,20 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 def error_for_status(
-    status: int, message: str, *, backend: str, retry_after: str | None = None,
+    status: int,
+    message: str,
+    *,
+    backend: str,
+    retry_after: str | None = None,
     code: str | None = None,
 ) -> ProviderError:
     text = f"upstream {backend} returned {status}: {message}"
     kwargs = {"backend": backend, "upstream_status": status, "code": code}
     if status == 429:
         return ProviderRateLimited(
-            text, retry_after_s=retry_after_seconds(retry_after), **kwargs  # type: ignore[arg-type]
+            text,
+            retry_after_s=retry_after_seconds(retry_after),
+            **kwargs,  # type: ignore[arg-type]
         )
     if status in (401, 403):
         return ProviderAuthError(text, **kwargs)  # type: ignore[arg-type]
@@ -47,5 +53,7 @@ def error_for_status(
     if 400 <= status < 500:
         return ProviderRejected(text, **kwargs)  # type: ignore[arg-type]
     return ProviderUnavailable(
-        text, retry_after_s=retry_after_seconds(retry_after), **kwargs  # type: ignore[arg-type]
+        text,
+        retry_after_s=retry_after_seconds(retry_after),
+        **kwargs,  # type: ignore[arg-type]
     )

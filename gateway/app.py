@@ -51,7 +51,7 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     from gateway.core.errors import BadRequest
 
     err = BadRequest(f"method {request.method} is not allowed on {request.url.path}")
-    status, body, headers = render(err)
+    _, body, headers = render(err)
     return Response(body, status_code=405, media_type="application/json", headers=headers)
 
 

@@ -17,7 +17,9 @@ app.add_typer(policy_app, name="policy")
 
 @app.command()
 def serve(
-    policy: Annotated[Path | None, typer.Option(help="policy YAML (default $STEPGATE_POLICY)")] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="policy YAML (default $STEPGATE_POLICY)")
+    ] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8080,
     workers: Annotated[int, typer.Option(min=1)] = 1,
@@ -32,7 +34,7 @@ def serve(
         os.environ["STEPGATE_POLICY"] = str(policy)
     try:
         settings = Settings()
-    except Exception as exc:  # noqa: BLE001 - pydantic-settings errors, shown to the operator
+    except Exception as exc:
         typer.echo(f"stepgate: invalid settings: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:
@@ -137,8 +139,10 @@ def policy_explain(
         "backend": decision.target,
         "backend_type": backend.type,
         "fallbacks": list(decision.fallbacks),
-        "routes": [{"route": name, "matched": False, "why_not": why} for name, why in
-                   decision.skipped] + [{"route": decision.route, "matched": True}],
+        "routes": [
+            {"route": name, "matched": False, "why_not": why} for name, why in decision.skipped
+        ]
+        + [{"route": decision.route, "matched": True}],
     }
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
 

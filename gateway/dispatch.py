@@ -43,8 +43,13 @@ class Attempt:
     error: ProviderError | None = None
     model: str = ""
 
-    def finish(self, *, usage: Usage | None = None, error: ProviderError | None = None,
-               outcome: Outcome | None = None) -> None:
+    def finish(
+        self,
+        *,
+        usage: Usage | None = None,
+        error: ProviderError | None = None,
+        outcome: Outcome | None = None,
+    ) -> None:
         self.latency_s = time.monotonic() - self.started
         if usage is not None:
             self.usage = usage
@@ -77,12 +82,14 @@ class Dispatcher:
             return "retry"
         return "primary" if index == 0 else "fallback"
 
-    def _wait_before_retry(self, error: ProviderError, tries: int, deadline: Deadline) -> float | None:
+    def _wait_before_retry(
+        self, error: ProviderError, tries: int, deadline: Deadline
+    ) -> float | None:
         """Seconds to wait before retrying the same backend, or None to move on."""
         if not error.retryable or tries >= self.retry.max_attempts:
             return None
         base = self.retry.backoff_base_ms / 1000 * (2 ** (tries - 1))
-        delay = min(base, self.retry.backoff_max_ms / 1000) * (0.5 + self._jitter() / 2)
+        delay: float = min(base, self.retry.backoff_max_ms / 1000) * (0.5 + self._jitter() / 2)
         if error.retry_after_s is not None:
             if error.retry_after_s > self.retry.max_retry_after_s:
                 return None
@@ -183,7 +190,10 @@ class Dispatcher:
     @staticmethod
     def _start(name: str, role: AttemptRole, connector: Connector) -> Attempt:
         return Attempt(
-            backend=name, role=role, started_at=time.time(), started=time.monotonic(),
+            backend=name,
+            role=role,
+            started_at=time.time(),
+            started=time.monotonic(),
             model=connector.model,
         )
 

@@ -124,7 +124,11 @@ class Pipeline:
         return outcome
 
     async def _relay(
-        self, trace: _Trace, attempt: Attempt, first: Chunk, rest: AsyncIterator[Chunk],
+        self,
+        trace: _Trace,
+        attempt: Attempt,
+        first: Chunk,
+        rest: AsyncIterator[Chunk],
         outcome: StreamOutcome,
     ) -> AsyncIterator[Chunk]:
         """Pass chunks through; settle the attempt however the stream ends."""
@@ -161,10 +165,10 @@ class Pipeline:
             if usage is None:
                 # Cut or abandoned before the upstream's usage chunk: bill what was generated.
                 generated = max(content_chunks, chars // 4)
-                usage = Usage(prompt_tokens=trace.profile.prompt_tokens,
-                              completion_tokens=generated)
-            attempt.finish(usage=usage, error=error,
-                           outcome="cancelled" if cancelled else None)
+                usage = Usage(
+                    prompt_tokens=trace.profile.prompt_tokens, completion_tokens=generated
+                )
+            attempt.finish(usage=usage, error=error, outcome="cancelled" if cancelled else None)
             outcome.record = self._finish(
                 trace, status=499 if cancelled else status, error=error, cancelled=cancelled
             )
@@ -178,17 +182,29 @@ class Pipeline:
             cost = price.cost_nanos(a.usage, elapsed_s=a.latency_s) if price else None
             base = (
                 baseline_price.cost_nanos(a.usage, elapsed_s=a.latency_s)
-                if baseline_price else None
+                if baseline_price
+                else None
             )
             backend_type = gen.backends[a.backend][1].backend_type
-            out.append(AttemptRecord(
-                request_id=trace.ctx.request_id, attempt=i, role=a.role, backend=a.backend,
-                backend_type=backend_type, model=a.model, outcome=a.outcome,
-                error_class=a.error.error_class if a.error else None,
-                prompt_tokens=a.usage.prompt_tokens, completion_tokens=a.usage.completion_tokens,
-                cached_tokens=a.usage.cached_tokens, cost_nanos=cost, baseline_cost_nanos=base,
-                latency_ms=a.latency_s * 1000, started_at=a.started_at,
-            ))
+            out.append(
+                AttemptRecord(
+                    request_id=trace.ctx.request_id,
+                    attempt=i,
+                    role=a.role,
+                    backend=a.backend,
+                    backend_type=backend_type,
+                    model=a.model,
+                    outcome=a.outcome,
+                    error_class=a.error.error_class if a.error else None,
+                    prompt_tokens=a.usage.prompt_tokens,
+                    completion_tokens=a.usage.completion_tokens,
+                    cached_tokens=a.usage.cached_tokens,
+                    cost_nanos=cost,
+                    baseline_cost_nanos=base,
+                    latency_ms=a.latency_s * 1000,
+                    started_at=a.started_at,
+                )
+            )
         return tuple(out)
 
     def _finish(
@@ -197,13 +213,26 @@ class Pipeline:
         ctx = trace.ctx
         latency_ms = (time.monotonic() - ctx.received) * 1000
         record = RequestRecord(
-            request_id=ctx.request_id, started_at=ctx.received_at, api_key_id=ctx.api_key_id,
-            team=ctx.team, route=trace.decision.route, step_kind=trace.profile.kind,
-            difficulty=trace.profile.difficulty, final_backend=trace.final_backend,
+            request_id=ctx.request_id,
+            started_at=ctx.received_at,
+            api_key_id=ctx.api_key_id,
+            team=ctx.team,
+            route=trace.decision.route,
+            step_kind=trace.profile.kind,
+            difficulty=trace.profile.difficulty,
+            final_backend=trace.final_backend,
             status=status,
-            error_class=error.error_class if error else ("caller_disconnected" if cancelled else None),
-            latency_ms=latency_ms, ttft_ms=trace.ttft_ms, escalated=False, confidence=None,
-            disposition="final", escalation_reason=None, stream=trace.stream, cache_hit=False,
+            error_class=error.error_class
+            if error
+            else ("caller_disconnected" if cancelled else None),
+            latency_ms=latency_ms,
+            ttft_ms=trace.ttft_ms,
+            escalated=False,
+            confidence=None,
+            disposition="final",
+            escalation_reason=None,
+            stream=trace.stream,
+            cache_hit=False,
             attempts=self._attempt_records(trace),
         )
         overhead = _overhead_ms(latency_ms, trace.attempts)

@@ -95,7 +95,9 @@ def mismatch(
             return "no latency budget given"
         if not match.latency_budget_ms.contains(budget):
             r = match.latency_budget_ms
-            return f"latency budget {budget} ms outside {r.min}..{r.max if r.max is not None else ''}"
+            return (
+                f"latency budget {budget} ms outside {r.min}..{r.max if r.max is not None else ''}"
+            )
     if match.prompt_tokens is not None and not match.prompt_tokens.contains(profile.prompt_tokens):
         r = match.prompt_tokens
         top = r.max if r.max is not None else ""

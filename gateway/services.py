@@ -33,9 +33,7 @@ class Services:
 
     async def start(self) -> None:
         if self.settings.policy_poll_s > 0:
-            self._tasks.append(
-                asyncio.create_task(self.holder.watch(self.settings.policy_poll_s))
-            )
+            self._tasks.append(asyncio.create_task(self.holder.watch(self.settings.policy_poll_s)))
 
     async def aclose(self) -> None:
         for task in self._tasks:

@@ -71,7 +71,9 @@ def _provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def policy_file(
-    tmp_path: Path, fake_dllm: FakeUpstream, fake_openai: FakeUpstream,
+    tmp_path: Path,
+    fake_dllm: FakeUpstream,
+    fake_openai: FakeUpstream,
     fake_anthropic: FakeUpstream,
 ) -> Path:
     path = tmp_path / "policy.yaml"

@@ -22,18 +22,38 @@ def free_port() -> int:
 
 @contextmanager
 def serve(
-    policy: Path, workdir: Path, *, env: Mapping[str, str] | None = None,
-    args: tuple[str, ...] = (), startup_s: float = 30.0,
+    policy: Path,
+    workdir: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    startup_s: float = 30.0,
 ) -> Iterator[str]:
     """Yield the base URL (http://127.0.0.1:PORT) of a running gateway; stop it afterwards."""
     port = free_port()
-    full_env = {**os.environ, "STEPGATE_DATABASE_URL": f"sqlite:///{workdir}/ledger.db",
-                "STEPGATE_SPOOL_DIR": str(workdir / "spool"), **(env or {})}
+    full_env = {
+        **os.environ,
+        "STEPGATE_DATABASE_URL": f"sqlite:///{workdir}/ledger.db",
+        "STEPGATE_SPOOL_DIR": str(workdir / "spool"),
+        **(env or {}),
+    }
     log = open(workdir / f"server-{port}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--policy", str(policy),
-         "--port", str(port), *args],
-        env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--policy",
+            str(policy),
+            "--port",
+            str(port),
+            *args,
+        ],
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -33,7 +33,8 @@ def sdk(url: str) -> openai.OpenAI:
 def test_sync_completion_with_routing_headers(gateway_url: str, fake_dllm: FakeUpstream) -> None:
     fake_dllm.set_reply(content="billing")
     raw = sdk(gateway_url).chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": "billing or shipping?"}],
+        model="auto",
+        messages=[{"role": "user", "content": "billing or shipping?"}],
         extra_headers=HINT,
     )
     completion = raw.parse()
@@ -48,12 +49,16 @@ def test_async_completion(gateway_url: str, fake_dllm: FakeUpstream) -> None:
 
     async def run() -> list[str]:
         client = openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="unused")
-        results = await asyncio.gather(*(
-            client.chat.completions.create(
-                model="auto", messages=[{"role": "user", "content": f"ticket {i}"}],
-                extra_headers=HINT,
-            ) for i in range(8)
-        ))
+        results = await asyncio.gather(
+            *(
+                client.chat.completions.create(
+                    model="auto",
+                    messages=[{"role": "user", "content": f"ticket {i}"}],
+                    extra_headers=HINT,
+                )
+                for i in range(8)
+            )
+        )
         await client.close()
         return [r.choices[0].message.content or "" for r in results]
 
@@ -63,8 +68,11 @@ def test_async_completion(gateway_url: str, fake_dllm: FakeUpstream) -> None:
 def test_streaming_with_usage(gateway_url: str, fake_dllm: FakeUpstream) -> None:
     fake_dllm.set_reply(content="your parcel ships tomorrow")
     stream = sdk(gateway_url).chat.completions.create(
-        model="auto", messages=[{"role": "user", "content": "when does it ship?"}],
-        stream=True, stream_options={"include_usage": True}, extra_headers=HINT,
+        model="auto",
+        messages=[{"role": "user", "content": "when does it ship?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_headers=HINT,
     )
     text, usage = "", None
     for chunk in stream:
@@ -77,14 +85,27 @@ def test_streaming_with_usage(gateway_url: str, fake_dllm: FakeUpstream) -> None
 
 
 def test_tools_round_trip(gateway_url: str, fake_openai: FakeUpstream) -> None:
-    fake_openai.set_reply(content="", tool_calls=[{"name": "refund", "arguments":
-                                                   {"order_id": "A-7", "amount": 12.5}}])
-    tools = [{"type": "function", "function": {"name": "refund", "parameters": {
-        "type": "object", "properties": {"order_id": {"type": "string"},
-                                         "amount": {"type": "number"}}}}}]
+    fake_openai.set_reply(
+        content="",
+        tool_calls=[{"name": "refund", "arguments": {"order_id": "A-7", "amount": 12.5}}],
+    )
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "refund",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"order_id": {"type": "string"}, "amount": {"type": "number"}},
+                },
+            },
+        }
+    ]
     completion = sdk(gateway_url).chat.completions.create(
-        model="gpt-4.1-mini", messages=[{"role": "user", "content": "refund A-7"}],
-        tools=tools, tool_choice="auto",  # type: ignore[arg-type]
+        model="gpt-4.1-mini",
+        messages=[{"role": "user", "content": "refund A-7"}],
+        tools=tools,
+        tool_choice="auto",  # type: ignore[arg-type]
     )
     call = completion.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert call.function.name == "refund"  # type: ignore[union-attr]
@@ -96,7 +117,9 @@ def test_stream_cut_raises_in_the_sdk(gateway_url: str, fake_dllm: FakeUpstream)
     fake_dllm.set_reply(content="one two three four five")
     fake_dllm.script([cut_stream(after_chunks=2)])
     stream = sdk(gateway_url).chat.completions.create(
-        model="auto", messages=[{"role": "user", "content": "x"}], stream=True,
+        model="auto",
+        messages=[{"role": "user", "content": "x"}],
+        stream=True,
         extra_headers=HINT,
     )
     with pytest.raises(openai.APIError):
@@ -107,8 +130,9 @@ def test_stream_cut_raises_in_the_sdk(gateway_url: str, fake_dllm: FakeUpstream)
 def test_errors_are_sdk_exceptions(gateway_url: str) -> None:
     client = sdk(gateway_url)
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model="no-such-model",
-                                       messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "x"}]
+        )
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="auto", messages=[])
 
@@ -116,7 +140,10 @@ def test_errors_are_sdk_exceptions(gateway_url: str) -> None:
 def test_refuses_several_workers_without_redis(policy_file: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "serve", "--policy", str(policy_file), "--workers", "2"],
-        capture_output=True, text=True, timeout=30, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
         env={k: v for k, v in __import__("os").environ.items() if k != "STEPGATE_REDIS_URL"},
     )
     assert proc.returncode == 2
@@ -128,7 +155,10 @@ def test_refuses_invalid_policy(tmp_path: Path) -> None:
     bad.write_text("version: 1\nbackends: {}\n")
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "serve", "--policy", str(bad)],
-        capture_output=True, text=True, timeout=30, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
     )
     assert proc.returncode == 1
     assert f"{bad}:" in proc.stderr

@@ -29,8 +29,9 @@ def chat(**extra: Any) -> dict[str, Any]:
     return body
 
 
-def test_hinted_classify_step_goes_to_dllm_with_engine_fields(client: Any,
-                                                             fake_dllm: FakeUpstream) -> None:
+def test_hinted_classify_step_goes_to_dllm_with_engine_fields(
+    client: Any, fake_dllm: FakeUpstream
+) -> None:
     fake_dllm.set_reply(content="billing", prompt_tokens=12, completion_tokens=1)
     r = client.post("/v1/chat/completions", json=chat(), headers={"X-Step-Kind": "classify"})
     assert r.status_code == 200, r.text
@@ -48,13 +49,19 @@ def test_hinted_classify_step_goes_to_dllm_with_engine_fields(client: Any,
     sent = fake_dllm.requests[-1].body
     assert sent["model"] == "test-diffusion"
     assert sent["logprobs"] is True
-    assert sent["vllm_xargs"] == {"max_denoising_steps": 16, "canvas_length": 128,
-                                  "threshold": 0.9}
+    assert sent["vllm_xargs"] == {"max_denoising_steps": 16, "canvas_length": 128, "threshold": 0.9}
 
 
 def test_generation_parameters_pass_through_unchanged(client: Any, fake_dllm: FakeUpstream) -> None:
-    tools = [{"type": "function", "function": {"name": "lookup_order", "parameters": {
-        "type": "object", "properties": {"order_id": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup_order",
+                "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
+            },
+        }
+    ]
     params = {
         "tools": tools,
         "tool_choice": "auto",
@@ -69,8 +76,7 @@ def test_generation_parameters_pass_through_unchanged(client: Any, fake_dllm: Fa
         "metadata": {"ticket": "T-1"},
         "top_p": 0.9,
     }
-    r = client.post("/v1/chat/completions", json=chat(**params),
-                    headers={"X-Step-Kind": "extract"})
+    r = client.post("/v1/chat/completions", json=chat(**params), headers={"X-Step-Kind": "extract"})
     assert r.status_code == 200, r.text
     sent = fake_dllm.requests[-1].body
     for key, value in params.items():
@@ -78,8 +84,9 @@ def test_generation_parameters_pass_through_unchanged(client: Any, fake_dllm: Fa
 
 
 def test_tool_calls_come_back(client: Any, fake_dllm: FakeUpstream) -> None:
-    fake_dllm.set_reply(content="", tool_calls=[{"name": "lookup_order",
-                                                    "arguments": {"order_id": "A-1"}}])
+    fake_dllm.set_reply(
+        content="", tool_calls=[{"name": "lookup_order", "arguments": {"order_id": "A-1"}}]
+    )
     r = client.post("/v1/chat/completions", json=chat(), headers={"X-Step-Kind": "lookup"})
     assert r.status_code == 200, r.text
     choice = r.json()["choices"][0]
@@ -93,8 +100,9 @@ def test_logprobs_returned_only_when_asked(client: Any, fake_dllm: FakeUpstream)
     fake_dllm.set_reply(content="refund", logprobs=[-0.5])
     plain = client.post("/v1/chat/completions", json=chat(), headers={"X-Step-Kind": "classify"})
     assert plain.json()["choices"][0]["logprobs"] is None
-    asked = client.post("/v1/chat/completions", json=chat(logprobs=True),
-                        headers={"X-Step-Kind": "classify"})
+    asked = client.post(
+        "/v1/chat/completions", json=chat(logprobs=True), headers={"X-Step-Kind": "classify"}
+    )
     content = asked.json()["choices"][0]["logprobs"]["content"]
     assert [t["token"] for t in content] == ["refund"]
     assert content[0]["logprob"] == pytest.approx(-0.5)
@@ -106,13 +114,15 @@ def test_metadata_hint_routes_like_header(client: Any) -> None:
     assert r.headers["x-stepgate-step-kind"] == "format"
 
 
-def test_route_name_and_alias_pin(client: Any, fake_dllm: FakeUpstream,
-                                  fake_openai: FakeUpstream) -> None:
+def test_route_name_and_alias_pin(
+    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
+) -> None:
     r = client.post("/v1/chat/completions", json=chat(model="fast"))
     assert r.headers["x-stepgate-route"] == "fast"
     assert r.headers["x-stepgate-backend"] == "dllm"
-    r = client.post("/v1/chat/completions", json=chat(model="gpt-4.1-mini"),
-                    headers={"X-Step-Kind": "classify"})
+    r = client.post(
+        "/v1/chat/completions", json=chat(model="gpt-4.1-mini"), headers={"X-Step-Kind": "classify"}
+    )
     assert r.status_code == 200, r.text
     assert r.headers["x-stepgate-backend"] == "ar-openai"
     assert r.headers["x-stepgate-route"] == "alias:gpt-4.1-mini"
@@ -142,8 +152,11 @@ def test_health_and_ready(client: Any) -> None:
         (b"[1, 2]", 400, "JSON object"),
         (orjson.dumps({"model": "auto"}), 400, "messages"),
         (orjson.dumps({"model": "auto", "messages": "hi"}), 400, "messages"),
-        (orjson.dumps({"model": "auto", "messages": [{"role": "robot", "content": "x"}]}),
-         400, "role"),
+        (
+            orjson.dumps({"model": "auto", "messages": [{"role": "robot", "content": "x"}]}),
+            400,
+            "role",
+        ),
         (orjson.dumps({**chat(), "temperature": "hot"}), 400, "temperature"),
         (orjson.dumps({**chat(), "n": 2}), 400, "n=1"),
         (orjson.dumps({**chat(), "max_tokens": 0}), 400, "max_tokens"),
@@ -151,10 +164,12 @@ def test_health_and_ready(client: Any) -> None:
         (orjson.dumps({**chat(), "model": "gpt-99"}), 404, "gpt-99"),
     ],
 )
-def test_bad_input_gets_openai_shaped_4xx(client: Any, payload: bytes, status: int,
-                                          needle: str) -> None:
-    r = client.post("/v1/chat/completions", content=payload,
-                    headers={"content-type": "application/json"})
+def test_bad_input_gets_openai_shaped_4xx(
+    client: Any, payload: bytes, status: int, needle: str
+) -> None:
+    r = client.post(
+        "/v1/chat/completions", content=payload, headers={"content-type": "application/json"}
+    )
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert needle in error["message"]

@@ -37,8 +37,9 @@ def sse_events(text: str) -> list[str]:
     return [line[6:] for line in text.split("\n") if line.startswith("data: ")]
 
 
-def test_429_with_retry_after_is_honoured_then_succeeds(client: Any,
-                                                        fake_dllm: FakeUpstream) -> None:
+def test_429_with_retry_after_is_honoured_then_succeeds(
+    client: Any, fake_dllm: FakeUpstream
+) -> None:
     fake_dllm.script([status(429, retry_after=1), ok(content="refund")])
     started = time.monotonic()
     r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
@@ -49,8 +50,7 @@ def test_429_with_retry_after_is_honoured_then_succeeds(client: Any,
     assert elapsed >= 0.95  # waited for Retry-After, not the 10 ms backoff
 
 
-def test_429_without_retry_after_retries_with_backoff(client: Any,
-                                                      fake_dllm: FakeUpstream) -> None:
+def test_429_without_retry_after_retries_with_backoff(client: Any, fake_dllm: FakeUpstream) -> None:
     fake_dllm.script([status(429), ok(content="refund")])
     r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
     assert r.status_code == 200
@@ -67,8 +67,9 @@ def test_retry_after_beyond_cap_falls_back_instead_of_waiting(
     assert len(fake_dllm.requests) == 1
 
 
-def test_500_once_is_retried_on_same_backend(client: Any, fake_dllm: FakeUpstream,
-                                              fake_openai: FakeUpstream) -> None:
+def test_500_once_is_retried_on_same_backend(
+    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
+) -> None:
     fake_dllm.script([status(500), ok(content="shipping")])
     r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
     assert r.status_code == 200
@@ -76,8 +77,9 @@ def test_500_once_is_retried_on_same_backend(client: Any, fake_dllm: FakeUpstrea
     assert len(fake_dllm.requests) == 2 and not fake_openai.requests
 
 
-def test_persistent_503_falls_back_in_policy_order(client: Any, fake_dllm: FakeUpstream,
-                                                   fake_openai: FakeUpstream) -> None:
+def test_persistent_503_falls_back_in_policy_order(
+    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
+) -> None:
     fake_dllm.script([persistent(status(503))])
     fake_openai.set_reply(content="refund")
     r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
@@ -102,8 +104,13 @@ def test_every_backend_down_is_503_with_each_failure_named(
 def test_context_length_400_is_not_retried_nor_failed_over(
     client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
 ) -> None:
-    body = {"error": {"message": "context length exceeded", "type": "invalid_request_error",
-                      "code": "context_length_exceeded"}}
+    body = {
+        "error": {
+            "message": "context length exceeded",
+            "type": "invalid_request_error",
+            "code": "context_length_exceeded",
+        }
+    }
     fake_dllm.script([status(400, body=body)])
     r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
     assert r.status_code == 400
@@ -120,8 +127,9 @@ def test_connection_reset_is_retried(client: Any, fake_dllm: FakeUpstream) -> No
     assert len(fake_dllm.requests) == 2
 
 
-def test_no_response_times_out_and_falls_back(client: Any, fake_dllm: FakeUpstream,
-                                              fake_openai: FakeUpstream) -> None:
+def test_no_response_times_out_and_falls_back(
+    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
+) -> None:
     fake_dllm.script([hang(10), hang(10)])
     r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
     assert r.status_code == 200, r.text
@@ -143,8 +151,11 @@ def test_upstream_429_everywhere_is_429_with_retry_after(
 
 def test_stream_sse_framing_done_and_usage_chunk(client: Any, fake_dllm: FakeUpstream) -> None:
     fake_dllm.set_reply(content="refund approved today", prompt_tokens=9)
-    r = client.post("/v1/chat/completions", headers=HINT,
-                    json=chat(stream=True, stream_options={"include_usage": True}))
+    r = client.post(
+        "/v1/chat/completions",
+        headers=HINT,
+        json=chat(stream=True, stream_options={"include_usage": True}),
+    )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["x-stepgate-backend"] == "dllm"
@@ -161,8 +172,9 @@ def test_stream_sse_framing_done_and_usage_chunk(client: Any, fake_dllm: FakeUps
     assert usage_chunk["x_stepgate"]["cost_usd"] != "unknown"
 
 
-def test_stream_without_include_usage_has_no_usage_chunk(client: Any,
-                                                         fake_dllm: FakeUpstream) -> None:
+def test_stream_without_include_usage_has_no_usage_chunk(
+    client: Any, fake_dllm: FakeUpstream
+) -> None:
     r = client.post("/v1/chat/completions", json=chat(stream=True), headers=HINT)
     chunks = [orjson.loads(e) for e in sse_events(r.text)[:-1]]
     assert all(c["choices"] for c in chunks)
@@ -191,8 +203,7 @@ def test_stream_malformed_chunk_is_an_error(client: Any, fake_dllm: FakeUpstream
     assert "error" in orjson.loads(events[-1])
 
 
-def test_stream_missing_done_after_finish_is_complete(client: Any,
-                                                      fake_dllm: FakeUpstream) -> None:
+def test_stream_missing_done_after_finish_is_complete(client: Any, fake_dllm: FakeUpstream) -> None:
     fake_dllm.set_reply(content="all good")
     fake_dllm.script([no_done()])
     r = client.post("/v1/chat/completions", json=chat(stream=True), headers=HINT)
@@ -202,8 +213,9 @@ def test_stream_missing_done_after_finish_is_complete(client: Any,
     assert "stop" in finals
 
 
-def test_stream_fails_over_before_first_byte(client: Any, fake_dllm: FakeUpstream,
-                                             fake_openai: FakeUpstream) -> None:
+def test_stream_fails_over_before_first_byte(
+    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
+) -> None:
     fake_dllm.script([persistent(status(503))])
     fake_openai.set_reply(content="from the fallback")
     r = client.post("/v1/chat/completions", json=chat(stream=True), headers=HINT)
@@ -211,8 +223,11 @@ def test_stream_fails_over_before_first_byte(client: Any, fake_dllm: FakeUpstrea
     assert r.headers["x-stepgate-backend"] == "ar-openai"
     events = sse_events(r.text)
     assert events[-1] == "[DONE]"
-    text = "".join(orjson.loads(e)["choices"][0]["delta"].get("content") or ""
-                   for e in events[:-1] if orjson.loads(e)["choices"])
+    text = "".join(
+        orjson.loads(e)["choices"][0]["delta"].get("content") or ""
+        for e in events[:-1]
+        if orjson.loads(e)["choices"]
+    )
     assert text == "from the fallback"
 
 
@@ -236,8 +251,7 @@ def test_stream_all_backends_fail_before_first_byte_is_json_error(
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_anthropic_through_litellm(client: Any, fake_anthropic: FakeUpstream,
-                                   stream: bool) -> None:
+def test_anthropic_through_litellm(client: Any, fake_anthropic: FakeUpstream, stream: bool) -> None:
     fake_anthropic.set_reply(content="Dear customer, your refund is on its way.")
     r = client.post("/v1/chat/completions", json=chat(model="claude-haiku", stream=stream))
     assert r.status_code == 200, r.text
@@ -245,8 +259,11 @@ def test_anthropic_through_litellm(client: Any, fake_anthropic: FakeUpstream,
     if stream:
         events = sse_events(r.text)
         assert events[-1] == "[DONE]"
-        text = "".join(orjson.loads(e)["choices"][0]["delta"].get("content") or ""
-                       for e in events[:-1] if orjson.loads(e)["choices"])
+        text = "".join(
+            orjson.loads(e)["choices"][0]["delta"].get("content") or ""
+            for e in events[:-1]
+            if orjson.loads(e)["choices"]
+        )
     else:
         text = r.json()["choices"][0]["message"]["content"]
     assert text == "Dear customer, your refund is on its way."

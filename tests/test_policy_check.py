@@ -16,16 +16,25 @@ HERE = Path(__file__).parent / "data" / "policies"
 # fixture -> (line, column, substrings the message must contain)
 BAD = {
     "unknown_key.yaml": (5, 5, ["unknown key 'modle'", "did you mean 'model'"]),
-    "unknown_backend_ref.yaml": (9, 13, ["unknown backend 'ar-mian'", "did you mean 'ar-main'",
-                                         "known: ar-main"]),
+    "unknown_backend_ref.yaml": (
+        9,
+        13,
+        ["unknown backend 'ar-mian'", "did you mean 'ar-main'", "known: ar-main"],
+    ),
     "wrong_type.yaml": (6, 27, ["timeouts.connect_s", "valid number", "'fast'"]),
     "duplicate_route.yaml": (11, 11, ["duplicate route name 'deep'", "unique"]),
-    "unreachable_route.yaml": (10, 5, ["'classify' is unreachable", "'everything'",
-                                       "move the catch-all last"]),
+    "unreachable_route.yaml": (
+        10,
+        5,
+        ["'classify' is unreachable", "'everything'", "move the catch-all last"],
+    ),
     "bad_var_syntax.yaml": (6, 15, ["bad ${VAR} syntax", "never closed"]),
     "bad_var_name.yaml": (6, 15, ["bad ${VAR} syntax", "${NAME:-default}"]),
-    "unset_var.yaml": (5, 12, ["STEPGATE_TEST_SURELY_UNSET_VAR is not set",
-                               "${STEPGATE_TEST_SURELY_UNSET_VAR:-default}"]),
+    "unset_var.yaml": (
+        5,
+        12,
+        ["STEPGATE_TEST_SURELY_UNSET_VAR is not set", "${STEPGATE_TEST_SURELY_UNSET_VAR:-default}"],
+    ),
     "unknown_backend_type.yaml": (4, 11, ["type: dllm", "type: litellm"]),
     "bad_engine.yaml": (5, 13, ["'tgi'", "vllm", "sglang"]),
     "unknown_default_route.yaml": (9, 16, ["unknown route 'dep'", "did you mean 'deep'"]),

@@ -82,7 +82,9 @@ class DllmConnector:
         try:
             async with asyncio.timeout(deadline.remaining()) as scope:
                 if first_token_s is not None:
-                    scope.reschedule(asyncio.get_running_loop().time() + deadline.cap(first_token_s))
+                    scope.reschedule(
+                        asyncio.get_running_loop().time() + deadline.cap(first_token_s)
+                    )
                 req = self._client.build_request("POST", "/chat/completions", content=body)
                 response = await self._client.send(req, stream=True)
                 try:

@@ -114,8 +114,12 @@ def parse_chunk(data: Any, backend_name: str) -> Chunk:
         usage = parse_usage(data["usage"]) if data.get("usage") else None
         choices = data.get("choices") or []
         if not choices:
-            return Chunk(id=str(data.get("id") or ""), model=str(data.get("model") or ""),
-                         usage=usage, created=int(data.get("created") or 0))
+            return Chunk(
+                id=str(data.get("id") or ""),
+                model=str(data.get("model") or ""),
+                usage=usage,
+                created=int(data.get("created") or 0),
+            )
         choice = choices[0]
         delta = choice.get("delta") or {}
         return Chunk(

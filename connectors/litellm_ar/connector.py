@@ -61,7 +61,9 @@ class LitellmConnector:
         self.model = config.model
         self.capabilities = Capabilities(logprobs=config.model.startswith("openai/"))
         self._price = (
-            Price.from_policy(config.pricing) if config.pricing else price_from_cost_map(config.model)
+            Price.from_policy(config.pricing)
+            if config.pricing
+            else price_from_cost_map(config.model)
         )
         self._litellm = module
 
@@ -97,11 +99,12 @@ class LitellmConnector:
             async with asyncio.timeout(deadline.remaining()):
                 resp = await litellm.acompletion(**kwargs)
         except TimeoutError as exc:
-            raise ProviderTimeout(f"{self.name} did not answer before the deadline",
-                                  backend=self.name) from exc
+            raise ProviderTimeout(
+                f"{self.name} did not answer before the deadline", backend=self.name
+            ) from exc
         except ProviderError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the SDK's whole tree is mapped to ours
+        except Exception as exc:
             raise map_exception(exc, backend=self.name) from exc
         return translate.parse_response(resp)
 
@@ -120,7 +123,7 @@ class LitellmConnector:
             raise ProviderTimeout(f"{self.name} stream timed out", backend=self.name) from exc
         except ProviderError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the SDK's whole tree is mapped to ours
+        except Exception as exc:
             raise map_exception(exc, backend=self.name) from exc
         if not finished:
             raise map_exception(

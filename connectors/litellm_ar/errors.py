@@ -50,8 +50,9 @@ def map_exception(exc: BaseException, *, backend: str) -> ProviderError:
             )
     if isinstance(status, int) and status >= 400:
         return error_for_status(status, message, backend=backend, retry_after=retry_after)
-    return ProviderUnavailable(f"upstream {backend}: {type(exc).__name__}: {message}",
-                               backend=backend)
+    return ProviderUnavailable(
+        f"upstream {backend}: {type(exc).__name__}: {message}", backend=backend
+    )
 
 
 def _retry_after(exc: BaseException) -> str | None:

@@ -29,11 +29,11 @@ def lookup(model: str) -> dict[str, Any] | None:
     if path is None:
         return None
     table = orjson.loads(path.read_bytes())
-    provider, _, bare = model.partition("/")
+    _, _, bare = model.partition("/")
     for key in (model, bare):
         entry = table.get(key)
         if isinstance(entry, dict) and entry.get("input_cost_per_token") is not None:
-            return entry  # type: ignore[no-any-return]
+            return entry
     return None
 
 

@@ -8,8 +8,13 @@ from gateway.core.types import ChatRequest, Chunk, Completion, TokenLogprob, Usa
 
 
 def call_kwargs(
-    *, model: str, request: ChatRequest, api_key: str | None, api_base: str | None,
-    timeout_s: float, stream: bool,
+    *,
+    model: str,
+    request: ChatRequest,
+    api_key: str | None,
+    api_base: str | None,
+    timeout_s: float,
+    stream: bool,
 ) -> dict[str, Any]:
     kwargs: dict[str, Any] = request.passthrough()
     kwargs.pop("metadata", None)  # litellm treats `metadata` as its own logging payload
@@ -43,7 +48,8 @@ def _dump(obj: Any) -> dict[str, Any]:
     if isinstance(obj, dict):
         return obj
     dump = getattr(obj, "model_dump", None)
-    return dump(exclude_none=True) if dump else dict(vars(obj))  # type: ignore[no-any-return]
+    out: dict[str, Any] = dump(exclude_none=True) if dump else dict(vars(obj))
+    return out
 
 
 def parse_usage(raw: Any) -> Usage:
@@ -66,8 +72,10 @@ def parse_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
         TokenLogprob(
             str(_get(t, "token", "")),
             float(_get(t, "logprob", 0.0)),
-            tuple((str(_get(a, "token", "")), float(_get(a, "logprob", 0.0)))
-                  for a in _get(t, "top_logprobs", None) or ()),
+            tuple(
+                (str(_get(a, "token", "")), float(_get(a, "logprob", 0.0)))
+                for a in _get(t, "top_logprobs", None) or ()
+            ),
         )
         for t in content
     )
@@ -93,13 +101,11 @@ def parse_chunk(chunk: Any) -> Chunk:
     usage_raw = _get(chunk, "usage")
     usage = parse_usage(usage_raw) if usage_raw else None
     choices = _get(chunk, "choices") or []
-    base = {
-        "id": str(_get(chunk, "id", "") or ""),
-        "model": str(_get(chunk, "model", "") or ""),
-        "created": int(_get(chunk, "created", 0) or 0),
-    }
+    cid = str(_get(chunk, "id", "") or "")
+    model = str(_get(chunk, "model", "") or "")
+    created = int(_get(chunk, "created", 0) or 0)
     if not choices:
-        return Chunk(usage=usage, **base)
+        return Chunk(id=cid, model=model, usage=usage, created=created)
     choice = choices[0]
     delta = _get(choice, "delta")
     tool_calls = tuple(_dump(tc) for tc in (_get(delta, "tool_calls") or ()))
@@ -110,5 +116,7 @@ def parse_chunk(chunk: Any) -> Chunk:
         finish_reason=_get(choice, "finish_reason"),
         usage=usage,
         logprobs=parse_logprobs(_get(choice, "logprobs")),
-        **base,
+        id=cid,
+        model=model,
+        created=created,
     )

@@ -98,8 +98,9 @@ async def _sse(
     try:
         async for chunk in outcome.chunks:
             model, created = chunk.model or model, chunk.created or created
-            if chunk.usage is not None and not (chunk.content or chunk.tool_calls
-                                                or chunk.finish_reason or chunk.role):
+            if chunk.usage is not None and not (
+                chunk.content or chunk.tool_calls or chunk.finish_reason or chunk.role
+            ):
                 continue  # the upstream's usage-only chunk: we send our own below
             yield render.chunk_frame(chunk, request_id=rid, want_logprobs=want_logprobs)
     except StepgateError as exc:

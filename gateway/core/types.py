@@ -78,7 +78,9 @@ class ChatRequest(BaseModel):
 
     @field_validator("tools")
     @classmethod
-    def _tools_are_functions(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    def _tools_are_functions(
+        cls, value: list[dict[str, Any]] | None
+    ) -> list[dict[str, Any]] | None:
         for i, tool in enumerate(value or []):
             fn = tool.get("function")
             if tool.get("type") != "function" or not isinstance(fn, dict) or not fn.get("name"):

@@ -65,15 +65,20 @@ class PolicyHolder:
         except PolicyLoadError as exc:
             self.reload_failures += 1
             self.last_errors = [str(p) for p in exc.problems]
-            log.error("policy reload rejected; previous policy keeps serving",
-                      extra={"problems": self.last_errors})
+            log.error(
+                "policy reload rejected; previous policy keeps serving",
+                extra={"problems": self.last_errors},
+            )
             return False, self.last_errors
         old = self.current
         new = self._build(policy, number=old.number + 1, previous=old.backends)
         self._current = new
         self.last_errors = []
-        dropped = [c for name, (_, c) in old.backends.items()
-                   if new.backends.get(name, (None, None))[1] is not c]
+        dropped = [
+            c
+            for name, (_, c) in old.backends.items()
+            if new.backends.get(name, (None, None))[1] is not c
+        ]
         if dropped:
             grace = old.policy.request_timeout_s + 5
             task = asyncio.get_running_loop().create_task(_close_later(dropped, grace))
@@ -100,7 +105,10 @@ class PolicyHolder:
                 await connector.aclose()
 
     def _build(
-        self, policy: Policy, *, number: int,
+        self,
+        policy: Policy,
+        *,
+        number: int,
         previous: dict[str, tuple[Backend, Connector]] | None = None,
     ) -> Generation:
         backends = self._factory.build(policy, previous)

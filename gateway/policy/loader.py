@@ -132,12 +132,17 @@ class _Document:
             for key_node, value_node in node.value:
                 key = yaml.SafeLoader(" ").construct_object(key_node)  # plain scalar key
                 child: Loc = (*loc, key)
-                self.key_marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                self.key_marks[child] = (
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                )
                 if key in out:
                     line, col = self.key_marks[child]
-                    self.problems.append(PolicyProblem(
-                        self.path, line, col, f"duplicate key {key!r}; keep only one of them"
-                    ))
+                    self.problems.append(
+                        PolicyProblem(
+                            self.path, line, col, f"duplicate key {key!r}; keep only one of them"
+                        )
+                    )
                 out[key] = self._convert(value_node, child, env)
             return out
         if isinstance(node, yaml.SequenceNode):
@@ -204,16 +209,18 @@ def _loc_in(data: Any, loc: tuple[Any, ...]) -> Loc:
     out: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
             node = node[part]
             out.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-            out.append(part)
-        elif isinstance(node, dict) and not isinstance(part, int):
+        elif (
+            isinstance(node, dict)
+            and not isinstance(part, int)
+            and part in _fields_known_somewhere()
+        ):
             # A missing or unknown key: keep it so the message names it; position falls back.
-            if part in _fields_known_somewhere():
-                out.append(part)
+            out.append(part)
     return tuple(out)
 
 
