@@ -25,12 +25,12 @@ _BIGRAM_SALT = 0x9E3779B9
 # "summarize" in the instruction says more about the step than "summarize" inside a ticket.
 INSTRUCTION_SALT = 0x5BD1E995
 
-_SYSTEM_HEAD = 700
-_USER_HEAD = 1100
-_USER_TAIL = 500
+_SYSTEM_HEAD = 600
+_USER_HEAD = 800
+_USER_TAIL = 400
 _INSTR_SYSTEM = 400
 _INSTR_USER = 240
-_SCAN_CHARS = 4000  # bounded slice for structural regexes
+_SCAN_CHARS = 2000  # bounded slice for structural regexes
 
 # One CJK character is one token (Japanese and Chinese have no spaces); other scripts by word.
 _CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af"
@@ -200,7 +200,7 @@ def extract(request: ChatRequest) -> StepFeatures:
     scan = system[:_SCAN_CHARS] + "\n" + user_window[:_SCAN_CHARS]
     instr_ids = text_ids(instr, INSTRUCTION_SALT)
     cues = {_CUE_IDS[i] for i in _CUE_IDS.keys() & instr_ids}
-    if scan.count("|") >= 2 or _SLASH_SET.search(scan.lower()):
+    if scan.count("|") >= 2 or ("/" in instr and _SLASH_SET.search(instr.lower())):
         cues.add("answer_set")
     structure.extend(sorted(f"cue:{c}" for c in cues))
     if any(h in scan for h in _BULLET_HINT) and _BULLET_LABELS.search(scan):

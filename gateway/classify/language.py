@@ -9,7 +9,7 @@ import re
 from collections import Counter
 
 _SAMPLE_CHARS = 1500
-_WORD_CHARS = 600  # stop words are dense: a few sentences decide
+_WORD_CHARS = 400  # stop words are dense: a few sentences decide
 
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
