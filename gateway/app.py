@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.api import health, openai
+from gateway.api import admin, health, openai
+from gateway.api.spend import spend_routes
 from gateway.core.errors import GatewayError, StepgateError, render
 from gateway.services import Services
 from gateway.settings import Settings
@@ -60,9 +61,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        built = services or Services.build(settings)
+        built = services or await Services.build(settings)
         app.state.services = built
         app.state.settings = settings
+        app.state.ledger = built.ledger
         await built.start()
         try:
             yield
@@ -75,6 +77,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/v1/models", openai.list_models, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", admin.metrics, methods=["GET"]),
+        Route("/admin/policy/reload", admin.reload_policy, methods=["POST"]),
+        *spend_routes,
     ]
     return Starlette(
         routes=routes,

@@ -53,6 +53,8 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    if workers > 1:
+        _fresh_multiproc_dir()
     uvicorn.run(
         "gateway.app:app_from_env",
         factory=True,
@@ -65,6 +67,13 @@ def serve(
         loop="auto",
         http="auto",
     )
+
+
+def _fresh_multiproc_dir() -> None:
+    """prometheus_client multiprocess mode: one empty directory per server start."""
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stepgate-metrics-")
 
 
 @policy_app.command("check")
@@ -118,7 +127,7 @@ def policy_explain(
 
     try:
         chat = parse_chat(body)
-        profile = Classifier().classify(chat, headers)
+        profile = Classifier.load().classify(chat, headers)
         decision = decide(policy, profile, model=chat.model, metadata=chat.metadata)
     except StepgateError as exc:
         typer.echo(f"{request}: {exc.message}", err=True)
@@ -149,6 +158,13 @@ def policy_explain(
 
 def _register_area_commands() -> None:
     """Area modules add their own commands (ledger, keys, classifier, calibrate, ...)."""
+    from gateway.classify import commands as classify_commands
+    from gateway.confidence import commands as confidence_commands
+    from gateway.ledger import commands as ledger_commands
+
+    ledger_commands.register(app)
+    classify_commands.register(app)
+    confidence_commands.register(app)
 
 
 def main() -> None:

@@ -38,8 +38,21 @@ class RequestContext:
     team: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A finished request as the recorders see it."""
+
+    record: RequestRecord
+    profile: StepProfile
+    overhead_ms: float
+    classify_ns: tuple[int, int]  # time.time_ns() before and after classification
+    request_model: str
+    finish_reason: str | None
+    traceparent: str | None
+
+
 class Recorder(Protocol):
-    def record(self, record: RequestRecord, profile: StepProfile, overhead_ms: float) -> None:
+    def record(self, finished: Finished) -> None:
         """Take a finished request. Must not block or raise."""
 
 
@@ -52,9 +65,12 @@ class _Trace:
     profile: StepProfile
     decision: RouteDecision
     stream: bool
+    request_model: str
+    classify_ns: tuple[int, int]
     attempts: list[Attempt] = field(default_factory=list)
     ttft_ms: float | None = None
     final_backend: str | None = None
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +97,21 @@ class Pipeline:
 
     def _begin(self, request: ChatRequest, ctx: RequestContext) -> _Trace:
         gen = self.holder.current
+        t0 = time.time_ns()
         profile = self.classifier.classify(request, ctx.headers)
+        t1 = time.time_ns()
         decision = decide(
             gen.policy, profile, model=request.model, team=ctx.team, metadata=request.metadata
         )
-        return _Trace(ctx, gen, profile, decision, stream=request.stream)
+        return _Trace(
+            ctx,
+            gen,
+            profile,
+            decision,
+            stream=request.stream,
+            request_model=request.model,
+            classify_ns=(t0, t1),
+        )
 
     async def chat(self, request: ChatRequest, ctx: RequestContext) -> ChatOutcome:
         trace = self._begin(request, ctx)
@@ -101,6 +127,7 @@ class Pipeline:
             self._finish(trace, status=499, error=None, cancelled=True)
             raise
         trace.final_backend = connector.name
+        trace.finish_reason = completion.finish_reason
         record = self._finish(trace, status=200, error=None)
         return ChatOutcome(completion, self._headers(trace, record))
 
@@ -141,6 +168,8 @@ class Pipeline:
             while chunk is not None:
                 if chunk.usage is not None:
                     usage = chunk.usage
+                if chunk.finish_reason:
+                    trace.finish_reason = chunk.finish_reason
                 if chunk.content or chunk.tool_calls:
                     content_chunks += 1
                     chars += len(chunk.content or "")
@@ -174,25 +203,24 @@ class Pipeline:
             )
 
     def _attempt_records(self, trace: _Trace) -> tuple[AttemptRecord, ...]:
+        """Cost every attempt; the baseline is what the answer's usage would have cost on the
+        baseline backend, so it is counted once, on the attempt whose answer was returned."""
         gen = trace.gen
-        baseline_price = gen.prices.get(gen.policy.baseline)
+        book = gen.pricebook
+        answered = _answering_attempt(trace.attempts)
         out = []
         for i, a in enumerate(trace.attempts):
-            price = gen.prices.get(a.backend)
-            cost = price.cost_nanos(a.usage, elapsed_s=a.latency_s) if price else None
-            base = (
-                baseline_price.cost_nanos(a.usage, elapsed_s=a.latency_s)
-                if baseline_price
-                else None
+            cost = book.cost(a.backend, a.usage, elapsed_s=a.latency_s)
+            baseline = (
+                book.cost(book.baseline, a.usage, elapsed_s=a.latency_s) if i == answered else 0
             )
-            backend_type = gen.backends[a.backend][1].backend_type
             out.append(
                 AttemptRecord(
                     request_id=trace.ctx.request_id,
                     attempt=i,
                     role=a.role,
                     backend=a.backend,
-                    backend_type=backend_type,
+                    backend_type=gen.backends[a.backend][1].backend_type,
                     model=a.model,
                     outcome=a.outcome,
                     error_class=a.error.error_class if a.error else None,
@@ -200,7 +228,7 @@ class Pipeline:
                     completion_tokens=a.usage.completion_tokens,
                     cached_tokens=a.usage.cached_tokens,
                     cost_nanos=cost,
-                    baseline_cost_nanos=base,
+                    baseline_cost_nanos=baseline,
                     latency_ms=a.latency_s * 1000,
                     started_at=a.started_at,
                 )
@@ -235,9 +263,17 @@ class Pipeline:
             cache_hit=False,
             attempts=self._attempt_records(trace),
         )
-        overhead = _overhead_ms(latency_ms, trace.attempts)
+        finished = Finished(
+            record=record,
+            profile=trace.profile,
+            overhead_ms=_overhead_ms(latency_ms, trace.attempts),
+            classify_ns=trace.classify_ns,
+            request_model=trace.request_model,
+            finish_reason=trace.finish_reason,
+            traceparent=ctx.headers.get("traceparent"),
+        )
         for recorder in self.recorders:
-            recorder.record(record, trace.profile, overhead)
+            recorder.record(finished)
         return record
 
     def _headers(self, trace: _Trace, record: RequestRecord | None) -> dict[str, str]:
@@ -264,6 +300,14 @@ _EMPTY: AsyncIterator[Chunk] = _no_chunks()
 
 def _deadline(trace: _Trace) -> Deadline:
     return Deadline(trace.ctx.received + trace.gen.policy.request_timeout_s)
+
+
+def _answering_attempt(attempts: Sequence[Attempt]) -> int | None:
+    """Index of the attempt whose answer reached the client (the last one that produced any)."""
+    for i in range(len(attempts) - 1, -1, -1):
+        if attempts[i].error is None:
+            return i
+    return None
 
 
 def _overhead_ms(total_ms: float, attempts: Sequence[Attempt]) -> float:

@@ -8,9 +8,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.classify.classifier import Classifier
-from gateway.pipeline import Pipeline
-from gateway.policy.holder import PolicyHolder
+from gateway.ledger.recorder import LedgerRecorder
+from gateway.ledger.writer import Ledger, LedgerOptions
+from gateway.pipeline import Pipeline, Recorder
+from gateway.policy.holder import Generation, PolicyHolder
 from gateway.settings import Settings
+from gateway.telemetry.logs import configure_logging
+from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.recorder import TelemetryRecorder
+from gateway.telemetry.tracing import Tracer
 from gateway.wiring import ConnectorFactory
 
 
@@ -20,16 +26,48 @@ class Services:
     holder: PolicyHolder
     pipeline: Pipeline
     factory: ConnectorFactory
+    metrics: Metrics
+    tracer: Tracer
+    ledger: Ledger
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    async def build(cls, settings: Settings) -> Services:
+        configure_logging(settings.log_level)
+        metrics = Metrics.from_env()
+        tracer = Tracer.from_settings(settings)
+
+        def swapped(gen: Generation) -> None:
+            metrics.set_label_limits(routes=_route_labels(gen), backends=list(gen.backends))
+            metrics.policy_generation(gen.number)
+
         factory = ConnectorFactory()
-        holder = PolicyHolder(settings.policy, factory)
-        holder.load_initial()
-        classifier = Classifier()
-        pipeline = Pipeline(holder=holder, classifier=classifier, recorders=[])
-        return cls(settings=settings, holder=holder, pipeline=pipeline, factory=factory)
+        holder = PolicyHolder(
+            settings.policy,
+            factory,
+            on_swap=swapped,
+            on_reject=lambda _problems: metrics.policy_reload_failed(),
+        )
+        swapped(holder.load_initial())
+        ledger = await Ledger.open(
+            database_url=settings.database_url,
+            spool_dir=settings.spool_dir,
+            options=LedgerOptions(upgrade=True),
+        )
+        recorders: list[Recorder] = [
+            LedgerRecorder(ledger),
+            TelemetryRecorder(metrics=metrics, tracer=tracer),
+        ]
+        pipeline = Pipeline(holder=holder, classifier=Classifier.load(), recorders=recorders)
+        return cls(
+            settings=settings,
+            holder=holder,
+            pipeline=pipeline,
+            factory=factory,
+            metrics=metrics,
+            tracer=tracer,
+            ledger=ledger,
+        )
 
     async def start(self) -> None:
         if self.settings.policy_poll_s > 0:
@@ -41,6 +79,9 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.holder.aclose()
+        await self.ledger.aclose()
+        if self.tracer.enabled:
+            await asyncio.to_thread(self.tracer.shutdown)
 
     async def readiness(self) -> dict[str, Any]:
         gen = self.holder.current
@@ -48,9 +89,20 @@ class Services:
             name: {"type": c.backend_type, "ready": c.ready}
             for name, (_, c) in gen.backends.items()
         }
+        database = await self.ledger.ping()
+        self.metrics.set_spool_depth(self.ledger.spool_depth)
         return {
-            "ready": True,
+            # The ledger spools while its database is down, so serving continues; readiness
+            # reports it so an orchestrator can alert.
+            "ready": database,
+            "database": database,
+            "ledger_spool_depth": self.ledger.spool_depth,
             "policy_generation": gen.number,
             "policy_errors": self.holder.last_errors,
             "backends": backends,
         }
+
+
+def _route_labels(gen: Generation) -> list[str]:
+    policy = gen.policy
+    return [r.name for r in policy.routes] + [f"alias:{a}" for a in policy.aliases]

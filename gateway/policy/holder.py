@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.base import Connector
 from gateway.dispatch import Dispatcher
-from gateway.ledger.pricing import Price
+from gateway.ledger.pricing import Pricebook
 from gateway.policy.loader import PolicyLoadError, load_policy
 from gateway.policy.models import Backend, Policy
 from gateway.wiring import ConnectorFactory
@@ -30,16 +31,25 @@ class Generation:
     policy: Policy
     backends: dict[str, tuple[Backend, Connector]]
     dispatcher: Dispatcher
-    prices: dict[str, Price | None]
+    pricebook: Pricebook
 
     def connector(self, name: str) -> Connector:
         return self.backends[name][1]
 
 
 class PolicyHolder:
-    def __init__(self, path: Path, factory: ConnectorFactory) -> None:
+    def __init__(
+        self,
+        path: Path,
+        factory: ConnectorFactory,
+        *,
+        on_swap: Callable[[Generation], None] | None = None,
+        on_reject: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self.path = path
         self._factory = factory
+        self._on_swap = on_swap
+        self._on_reject = on_reject
         self._current: Generation | None = None
         self._mtime: float | None = None
         self._retired: set[asyncio.Task[None]] = set()
@@ -84,7 +94,9 @@ class PolicyHolder:
             task = asyncio.get_running_loop().create_task(_close_later(dropped, grace))
             self._retired.add(task)
             task.add_done_callback(self._retired.discard)
-        log.info("policy reloaded", extra={"generation": new.number})
+        log.info("policy reloaded", extra={"fields": {"generation": new.number}})
+        if self._on_swap is not None:
+            self._on_swap(new)
         return True, []
 
     def changed_on_disk(self) -> bool:
@@ -118,7 +130,7 @@ class PolicyHolder:
             policy=policy,
             backends=backends,
             dispatcher=Dispatcher(connectors, policy.retry),
-            prices={name: c.price() for name, c in connectors.items()},
+            pricebook=Pricebook(policy, {name: c.price() for name, c in connectors.items()}),
         )
 
 
