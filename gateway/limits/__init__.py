@@ -1,0 +1,1 @@
+"""Virtual keys, teams, rate limits, budgets and the exact-match response cache."""
