@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.classify.profile import StepKind
+from gateway.policy.limits_models import CachePolicy, LimitsPolicy
 
 
 class Strict(BaseModel):
@@ -203,6 +204,8 @@ class Policy(Strict):
     aliases: dict[str, str] = Field(default_factory=dict)
     retry: Retry = Retry()
     request_timeout_s: float = Field(default=60.0, gt=0)
+    limits: LimitsPolicy = LimitsPolicy()
+    cache: CachePolicy = CachePolicy()
 
     def route(self, name: str) -> Route | None:
         for route in self.routes:
