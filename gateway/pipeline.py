@@ -14,8 +14,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from connectors.base import Connector
 from gateway.classify.classifier import Classifier
 from gateway.classify.profile import StepProfile
+from gateway.confidence import Disposition, judge
+from gateway.confidence import decide as decide_disposition
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderError, StepgateError, StreamInterrupted
 from gateway.core.money import format_usd
@@ -71,6 +74,10 @@ class _Trace:
     ttft_ms: float | None = None
     final_backend: str | None = None
     finish_reason: str | None = None
+    confidence: float | None = None
+    escalated: bool = False
+    disposition: str = "final"
+    escalation_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,28 +123,93 @@ class Pipeline:
     async def chat(self, request: ChatRequest, ctx: RequestContext) -> ChatOutcome:
         trace = self._begin(request, ctx)
         deadline = _deadline(trace)
+        dispatcher = trace.gen.dispatcher
         try:
-            connector, completion = await trace.gen.dispatcher.complete(
+            connector, completion = await dispatcher.complete(
                 request, trace.decision.candidates, deadline, trace.attempts
             )
+            trace.final_backend = connector.name
+            if await self._assess(trace, request, completion, deadline) == "escalate":
+                completion = await self._escalate(trace, request, completion, deadline)
         except StepgateError as exc:
             self._finish(trace, status=exc.status, error=exc)
             raise
         except asyncio.CancelledError:
             self._finish(trace, status=499, error=None, cancelled=True)
             raise
-        trace.final_backend = connector.name
         trace.finish_reason = completion.finish_reason
         record = self._finish(trace, status=200, error=None)
         return ChatOutcome(completion, self._headers(trace, record))
 
+    async def _assess(
+        self, trace: _Trace, request: ChatRequest, completion: Completion, deadline: Deadline
+    ) -> Disposition:
+        """Check a cheap answer on a route with an escalation block; decide what to do."""
+        esc = trace.decision.escalation
+        if esc is None:
+            return "accept"
+        answered_by = trace.final_backend or ""
+        second = None
+        if "agreement" in esc.checks:
+            try:
+                _, second = await trace.gen.dispatcher.complete(
+                    request, (answered_by,), deadline, trace.attempts, role="sample"
+                )
+            except ProviderError:
+                second = None  # agreement cannot run; the verdict rests on the other checks
+        verdict = judge(
+            request, completion, kind=trace.profile.kind, checks=esc.checks, second=second
+        )
+        action = decide_disposition(verdict, esc, trace.profile.kind)
+        if action == "escalate" and answered_by == esc.to:
+            action = "flag"  # the answer already came from the stronger backend
+        trace.confidence = verdict.score
+        if action != "accept":
+            trace.escalation_reason = verdict.reasons[0] if verdict.reasons else "low_confidence"
+        if action == "flag":
+            trace.disposition = "draft"
+        return action
+
+    async def _escalate(
+        self, trace: _Trace, request: ChatRequest, cheap: Completion, deadline: Deadline
+    ) -> Completion:
+        """One hop to the escalation target; if it cannot answer, the cheap answer is a draft."""
+        esc = trace.decision.escalation
+        assert esc is not None and esc.to is not None
+        try:
+            connector, strong = await trace.gen.dispatcher.complete(
+                request, (esc.to,), deadline, trace.attempts, role="escalation"
+            )
+        except ProviderError:
+            trace.disposition = "draft"
+            return cheap
+        trace.escalated = True
+        trace.final_backend = connector.name
+        return strong
+
     async def chat_stream(self, request: ChatRequest, ctx: RequestContext) -> StreamOutcome:
         trace = self._begin(request, ctx)
         deadline = _deadline(trace)
+        dispatcher = trace.gen.dispatcher
+        esc = trace.decision.escalation
         try:
-            connector, attempt, first, rest = await trace.gen.dispatcher.open_stream(
-                request, trace.decision.candidates, deadline, trace.attempts
-            )
+            if esc is None:
+                connector, attempt, first, rest = await dispatcher.open_stream(
+                    request, trace.decision.candidates, deadline, trace.attempts
+                )
+            else:
+                # A checked route: buffer (complete) and check the cheap answer before any byte.
+                connector, cheap = await dispatcher.complete(
+                    request, trace.decision.candidates, deadline, trace.attempts
+                )
+                trace.final_backend = connector.name
+                action = await self._assess(trace, request, cheap, deadline)
+                opened = None
+                if action == "escalate":
+                    opened = await self._escalate_stream(trace, request, deadline)
+                if opened is None:
+                    return self._replay_outcome(trace, cheap)
+                connector, attempt, first, rest = opened
         except StepgateError as exc:
             self._finish(trace, status=exc.status, error=exc)
             raise
@@ -149,6 +221,44 @@ class Pipeline:
         outcome = StreamOutcome(self._headers(trace, None), _EMPTY)
         outcome.chunks = self._relay(trace, attempt, first, rest, outcome)
         return outcome
+
+    async def _escalate_stream(
+        self, trace: _Trace, request: ChatRequest, deadline: Deadline
+    ) -> tuple[Connector, Attempt, Chunk, AsyncIterator[Chunk]] | None:
+        esc = trace.decision.escalation
+        assert esc is not None and esc.to is not None
+        try:
+            opened = await trace.gen.dispatcher.open_stream(
+                request, (esc.to,), deadline, trace.attempts, role="escalation"
+            )
+        except ProviderError:
+            trace.disposition = "draft"
+            return None
+        trace.escalated = True
+        return opened
+
+    def _replay_outcome(self, trace: _Trace, completion: Completion) -> StreamOutcome:
+        trace.finish_reason = completion.finish_reason
+        trace.ttft_ms = (time.monotonic() - trace.ctx.received) * 1000
+        outcome = StreamOutcome(self._headers(trace, None), _EMPTY)
+        outcome.chunks = self._replay(trace, completion, outcome)
+        return outcome
+
+    async def _replay(
+        self, trace: _Trace, completion: Completion, outcome: StreamOutcome
+    ) -> AsyncIterator[Chunk]:
+        """Stream an already checked, fully generated answer (billed in full either way)."""
+        cancelled = False
+        try:
+            for chunk in chunks_of(completion):
+                yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            cancelled = True
+            raise
+        finally:
+            outcome.record = self._finish(
+                trace, status=499 if cancelled else 200, error=None, cancelled=cancelled
+            )
 
     async def _relay(
         self,
@@ -255,10 +365,10 @@ class Pipeline:
             else ("caller_disconnected" if cancelled else None),
             latency_ms=latency_ms,
             ttft_ms=trace.ttft_ms,
-            escalated=False,
-            confidence=None,
-            disposition="final",
-            escalation_reason=None,
+            escalated=trace.escalated,
+            confidence=trace.confidence,
+            disposition=trace.disposition,
+            escalation_reason=trace.escalation_reason,
             stream=trace.stream,
             cache_hit=False,
             attempts=self._attempt_records(trace),
@@ -278,16 +388,20 @@ class Pipeline:
 
     def _headers(self, trace: _Trace, record: RequestRecord | None) -> dict[str, str]:
         now_ms = (time.monotonic() - trace.ctx.received) * 1000
-        return {
+        headers = {
             "x-request-id": trace.ctx.request_id,
             "x-stepgate-route": trace.decision.route,
             "x-stepgate-backend": trace.final_backend or "",
             "x-stepgate-step-kind": trace.profile.kind,
-            "x-stepgate-escalated": "false",
+            "x-stepgate-escalated": "true" if trace.escalated else "false",
             # A stream's cost is known only at its end: it is sent in the final chunk instead.
             "x-stepgate-cost-usd": format_usd(record.cost_nanos) if record else "deferred",
             "x-stepgate-overhead-ms": f"{_overhead_ms(now_ms, trace.attempts):.3f}",
         }
+        if trace.confidence is not None:
+            headers["x-stepgate-confidence"] = f"{trace.confidence:.3f}"
+            headers["x-stepgate-disposition"] = trace.disposition
+        return headers
 
 
 async def _no_chunks() -> AsyncIterator[Chunk]:
@@ -302,10 +416,33 @@ def _deadline(trace: _Trace) -> Deadline:
     return Deadline(trace.ctx.received + trace.gen.policy.request_timeout_s)
 
 
+def chunks_of(completion: Completion) -> list[Chunk]:
+    """A finished completion as the chunks a streaming backend would have sent."""
+    cid, model, created = completion.id, completion.model, completion.created
+    out = [Chunk(id=cid, model=model, created=created, role="assistant", content="")]
+    if completion.content:
+        out.append(
+            Chunk(
+                id=cid,
+                model=model,
+                created=created,
+                content=completion.content,
+                logprobs=completion.logprobs,
+            )
+        )
+    if completion.tool_calls:
+        calls = tuple({"index": i, **call} for i, call in enumerate(completion.tool_calls))
+        out.append(Chunk(id=cid, model=model, created=created, tool_calls=calls))
+    finish = completion.finish_reason or "stop"
+    out.append(Chunk(id=cid, model=model, created=created, finish_reason=finish))
+    out.append(Chunk(id=cid, model=model, created=created, usage=completion.usage))
+    return out
+
+
 def _answering_attempt(attempts: Sequence[Attempt]) -> int | None:
     """Index of the attempt whose answer reached the client (the last one that produced any)."""
     for i in range(len(attempts) - 1, -1, -1):
-        if attempts[i].error is None:
+        if attempts[i].error is None and attempts[i].role != "sample":
             return i
     return None
 

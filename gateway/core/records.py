@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-AttemptRole = Literal["primary", "retry", "fallback", "escalation"]
+AttemptRole = Literal["primary", "retry", "fallback", "escalation", "sample"]
 Outcome = Literal["ok", "error", "cancelled"]
 
 
