@@ -98,6 +98,9 @@ def policy_explain(
     path: Path,
     request: Annotated[Path, typer.Option("--request", help="OpenAI chat request JSON file")],
     header: Annotated[list[str] | None, typer.Option("--header", help="K:V, repeatable")] = None,
+    team: Annotated[
+        str | None, typer.Option("--team", help="the caller's team (routes can match on it)")
+    ] = None,
 ) -> None:
     """Show how a request is classified and routed, and why other routes did not match."""
     from gateway.classify.classifier import Classifier
@@ -128,7 +131,7 @@ def policy_explain(
     try:
         chat = parse_chat(body)
         profile = Classifier.load().classify(chat, headers)
-        decision = decide(policy, profile, model=chat.model, metadata=chat.metadata)
+        decision = decide(policy, profile, model=chat.model, team=team, metadata=chat.metadata)
     except StepgateError as exc:
         typer.echo(f"{request}: {exc.message}", err=True)
         raise typer.Exit(1) from exc
@@ -143,6 +146,7 @@ def policy_explain(
         "expects_json": profile.expects_json,
         "has_tools": profile.has_tools,
         "language": profile.language,
+        "team": team,
         "route": decision.route,
         "via": decision.via,
         "backend": decision.target,
