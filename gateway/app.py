@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api import admin, health, openai
+from gateway.api.dashboard import dashboard_routes
 from gateway.api.spend import spend_routes
 from gateway.core.errors import GatewayError, StepgateError, render
 from gateway.services import Services
@@ -80,6 +81,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/metrics", admin.metrics, methods=["GET"]),
         Route("/admin/policy/reload", admin.reload_policy, methods=["POST"]),
         *spend_routes,
+        *dashboard_routes,
     ]
     return Starlette(
         routes=routes,

@@ -1,0 +1,281 @@
+"""Dashboard reads that the rollups cannot answer: recent requests, escalation reasons, top keys.
+
+Every query is bounded by a window on `requests.started_at` (index `ix_requests_started_at`,
+or `ix_requests_team_started_at` with a team filter). The recent-requests list is keyset
+paginated on (started_at, request_id), newest first, so page N costs the same as page 1.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    desc,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
+
+from gateway.core.money import format_usd
+from gateway.ledger.queries import Filters, QueryError, Window
+from gateway.ledger.tables import GRAINS, requests, rollups
+
+MAX_PAGE = 200
+TOP_LIMIT = 10
+
+# Filters name the rollup dimensions; these are the same facts on the raw rows.
+_FILTER_COLUMNS = {
+    "route": requests.c.route,
+    "backend": requests.c.final_backend,
+    "team": requests.c.team,
+    "kind": requests.c.step_kind,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where the next page starts: strictly older than (started_at, request_id)."""
+
+    started_at: datetime
+    request_id: str
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.started_at.timestamp(), self.request_id])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            stamp, rid = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            return cls(datetime.fromtimestamp(float(stamp), tz=UTC), str(rid))
+        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+            raise QueryError(f"invalid cursor {text!r}: pass back `next_cursor` as given") from exc
+
+
+@contextmanager
+def _reading(engine: Engine) -> Iterator[Connection]:
+    """A read connection; on PostgreSQL without JIT, which costs more than these queries."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL jit = off")
+        yield conn
+
+
+def _where(window: Window, filters: Filters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [
+        requests.c.started_at >= datetime.fromtimestamp(window.since, tz=UTC),
+        requests.c.started_at < datetime.fromtimestamp(window.until, tz=UTC),
+    ]
+    conditions += [_FILTER_COLUMNS[name] == value for name, value in filters.items().items()]
+    return conditions
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:  # SQLite hands back naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _usd(nanos: int | None) -> str | None:
+    return None if nanos is None else format_usd(nanos)
+
+
+def _head(window: Window, filters: Filters) -> dict[str, Any]:
+    return {
+        "since": datetime.fromtimestamp(window.since, tz=UTC).isoformat().replace("+00:00", "Z"),
+        "until": datetime.fromtimestamp(window.until, tz=UTC).isoformat().replace("+00:00", "Z"),
+        "filters": filters.items(),
+    }
+
+
+def recent_requests(
+    engine: Engine,
+    *,
+    window: Window,
+    filters: Filters,
+    limit: int = 50,
+    cursor: Cursor | None = None,
+    escalated_only: bool = False,
+) -> dict[str, Any]:
+    """Newest requests first, `limit` per page; `next_cursor` is None on the last page."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise QueryError(f"invalid limit {limit}: use 1 to {MAX_PAGE}")
+    conditions = _where(window, filters)
+    if escalated_only:
+        conditions.append(requests.c.escalated.is_(True))
+    if cursor is not None:
+        conditions.append(
+            tuple_(requests.c.started_at, requests.c.request_id)
+            < tuple_(literal(cursor.started_at), literal(cursor.request_id))
+            if engine.dialect.name == "postgresql"
+            else or_(
+                requests.c.started_at < cursor.started_at,
+                and_(
+                    requests.c.started_at == cursor.started_at,
+                    requests.c.request_id < cursor.request_id,
+                ),
+            )
+        )
+    stmt = (
+        select(
+            requests.c.request_id,
+            requests.c.started_at,
+            requests.c.api_key_id,
+            requests.c.team,
+            requests.c.route,
+            requests.c.step_kind,
+            requests.c.final_backend,
+            requests.c.status,
+            requests.c.error_class,
+            requests.c.latency_ms,
+            requests.c.escalated,
+            requests.c.escalation_reason,
+            requests.c.disposition,
+            requests.c.confidence,
+            requests.c.attempt_count,
+            requests.c.prompt_tokens,
+            requests.c.completion_tokens,
+            requests.c.cost_nanos,
+            requests.c.baseline_cost_nanos,
+        )
+        .where(and_(*conditions))
+        .order_by(desc(requests.c.started_at), desc(requests.c.request_id))
+        .limit(limit + 1)
+    )
+    with _reading(engine) as conn:
+        rows = list(conn.execute(stmt).mappings())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        {
+            "request_id": r["request_id"],
+            "started_at": _iso(r["started_at"]),
+            "api_key_id": r["api_key_id"],
+            "team": r["team"],
+            "route": r["route"],
+            "kind": r["step_kind"],
+            "backend": r["final_backend"],
+            "status": r["status"],
+            "error_class": r["error_class"],
+            "latency_ms": round(float(r["latency_ms"]), 1),
+            "escalated": bool(r["escalated"]),
+            "escalation_reason": r["escalation_reason"],
+            "disposition": r["disposition"],
+            "confidence": r["confidence"],
+            "attempts": r["attempt_count"],
+            "tokens": int(r["prompt_tokens"]) + int(r["completion_tokens"]),
+            "cost_nanos": r["cost_nanos"],
+            "cost_usd": _usd(r["cost_nanos"]),
+            "baseline_cost_nanos": r["baseline_cost_nanos"],
+            "baseline_cost_usd": _usd(r["baseline_cost_nanos"]),
+        }
+        for r in rows
+    ]
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]
+        started = last["started_at"]
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        next_cursor = Cursor(started, last["request_id"]).encode()
+    body = _head(window, filters)
+    body.update({"limit": limit, "items": items, "next_cursor": next_cursor})
+    return body
+
+
+def escalation_reasons(engine: Engine, *, window: Window, filters: Filters) -> dict[str, Any]:
+    """Escalated requests per reason (most frequent first) and what they cost in total."""
+    reason = func.coalesce(requests.c.escalation_reason, literal("unspecified")).label("reason")
+    stmt = (
+        select(
+            reason,
+            func.count().label("requests"),
+            func.sum(requests.c.cost_nanos).label("cost_nanos"),
+        )
+        .where(and_(*_where(window, filters), requests.c.escalated.is_(True)))
+        .group_by(reason)
+    )
+    with _reading(engine) as conn:
+        rows = list(conn.execute(stmt).mappings())
+    groups = sorted(
+        (
+            {
+                "reason": r["reason"],
+                "requests": int(r["requests"]),
+                "cost_nanos": int(r["cost_nanos"] or 0),
+                "cost_usd": format_usd(int(r["cost_nanos"] or 0)),
+            }
+            for r in rows
+        ),
+        key=lambda g: (-g["requests"], g["reason"]),
+    )
+    body = _head(window, filters)
+    body["total"] = sum(g["requests"] for g in groups)
+    body["groups"] = groups
+    return body
+
+
+def top_keys(
+    engine: Engine, *, window: Window, filters: Filters, limit: int = TOP_LIMIT
+) -> dict[str, Any]:
+    """API keys by spend over the window, largest first (requests without a key as None)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise QueryError(f"invalid limit {limit}: use 1 to {MAX_PAGE}")
+    cost = func.sum(func.coalesce(requests.c.cost_nanos, 0))
+    stmt = (
+        select(
+            requests.c.api_key_id,
+            func.count().label("requests"),
+            cost.label("cost_nanos"),
+            func.sum(func.coalesce(requests.c.baseline_cost_nanos, 0)).label("baseline_nanos"),
+            func.min(requests.c.team).label("team"),
+            func.count(func.distinct(requests.c.team)).label("teams"),
+        )
+        .where(and_(*_where(window, filters)))
+        .group_by(requests.c.api_key_id)
+        .order_by(desc(cost), requests.c.api_key_id)
+        .limit(limit)
+    )
+    with _reading(engine) as conn:
+        rows: Sequence[Any] = list(conn.execute(stmt).mappings())
+    body = _head(window, filters)
+    body["keys"] = [
+        {
+            "api_key_id": r["api_key_id"],
+            "team": r["team"] if r["teams"] <= 1 else None,
+            "requests": int(r["requests"]),
+            "cost_nanos": int(r["cost_nanos"] or 0),
+            "cost_usd": format_usd(int(r["cost_nanos"] or 0)),
+            "baseline_cost_nanos": int(r["baseline_nanos"] or 0),
+            "baseline_cost_usd": format_usd(int(r["baseline_nanos"] or 0)),
+        }
+        for r in rows
+    ]
+    return body
+
+
+def known_teams(engine: Engine, *, days: int = 90, now: float | None = None) -> list[str]:
+    """Teams seen in the day rollups of the last `days` days, for the team filter."""
+    now = time.time() if now is None else now
+    since = int(now) - int(now) % GRAINS["day"] - days * GRAINS["day"]
+    stmt = (
+        select(rollups.c.team)
+        .where(rollups.c.grain == "day", rollups.c.bucket_start >= since, rollups.c.team != "")
+        .distinct()
+        .order_by(rollups.c.team)
+    )
+    with _reading(engine) as conn:
+        return [str(team) for team in conn.execute(stmt).scalars()]
