@@ -165,10 +165,12 @@ def _register_area_commands() -> None:
     from gateway.classify import commands as classify_commands
     from gateway.confidence import commands as confidence_commands
     from gateway.ledger import commands as ledger_commands
+    from gateway.simulate import commands as simulate_commands
 
     ledger_commands.register(app)
     classify_commands.register(app)
     confidence_commands.register(app)
+    simulate_commands.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""`stepgate simulate`: replay recorded traffic through classifier and policy, no backend calls."""
