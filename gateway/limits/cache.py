@@ -1,0 +1,113 @@
+"""Exact-match response cache for deterministic steps.
+
+Eligible: caching enabled in the policy, `temperature: 0`, not streaming, no logprobs asked,
+and a step kind the policy lists. The key is sha256 of the team and the canonical request body
+without `user` and `metadata` (which vary per end user but do not change the answer), so teams
+never see each other's answers. A hit is recorded in the ledger at zero cost, with the baseline
+cost of the cached answer's usage as its saving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.classify.profile import StepProfile
+from gateway.core.records import AttemptRecord
+from gateway.core.types import ChatRequest, Completion, Usage
+from gateway.policy.holder import Generation
+from gateway.policy.limits_models import CachePolicy
+
+_EXCLUDED = {"user", "metadata", "stream", "stream_options"}
+
+
+def eligible(policy: CachePolicy, request: ChatRequest, profile: StepProfile) -> bool:
+    return (
+        policy.enabled
+        and request.temperature == 0
+        and not request.stream
+        and not request.logprobs
+        and profile.kind in policy.kinds
+    )
+
+
+def cache_key(prefix: str, team: str | None, request: ChatRequest) -> str:
+    body = request.model_dump(mode="json", exclude_none=True, exclude=_EXCLUDED)
+    digest = hashlib.sha256((team or "").encode() + b"\0")
+    digest.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+    return f"{prefix}c:{digest.hexdigest()}"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    completion: Completion
+    backend: str  # the backend that produced it
+
+
+def encode(answer: CachedAnswer) -> bytes:
+    c = answer.completion
+    return orjson.dumps(
+        {
+            "backend": answer.backend,
+            "id": c.id,
+            "model": c.model,
+            "content": c.content,
+            "finish_reason": c.finish_reason,
+            "usage": [c.usage.prompt_tokens, c.usage.completion_tokens, c.usage.cached_tokens],
+            "tool_calls": list(c.tool_calls),
+            "created": c.created,
+            "message_extras": c.message_extras,
+        }
+    )
+
+
+def decode(raw: bytes) -> CachedAnswer | None:
+    """The stored answer, or None for an entry this version cannot read."""
+    try:
+        data: dict[str, Any] = orjson.loads(raw)
+        prompt, completion, cached = data["usage"]
+        return CachedAnswer(
+            completion=Completion(
+                id=str(data["id"]),
+                model=str(data["model"]),
+                content=data["content"],
+                finish_reason=data["finish_reason"],
+                usage=Usage(int(prompt), int(completion), int(cached)),
+                tool_calls=tuple(data["tool_calls"]),
+                created=int(data["created"]),
+                message_extras=dict(data["message_extras"]),
+            ),
+            backend=str(data["backend"]),
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def hit_attempt(
+    *, request_id: str, answer: CachedAnswer, gen: Generation, started_at: float
+) -> AttemptRecord:
+    """The ledger attempt for a cache hit: no tokens spent, zero cost, and as baseline what the
+    cached answer's usage costs at the baseline backend (so the hit's saving is reported)."""
+    book = gen.pricebook
+    usage = answer.completion.usage
+    configured = gen.backends.get(answer.backend)
+    return AttemptRecord(
+        request_id=request_id,
+        attempt=0,
+        role="primary",
+        backend=answer.backend,
+        backend_type=configured[1].backend_type if configured else "cache",
+        model=answer.completion.model,
+        outcome="ok",
+        error_class=None,
+        prompt_tokens=0,
+        completion_tokens=0,
+        cached_tokens=0,
+        cost_nanos=0,
+        baseline_cost_nanos=book.cost(book.baseline, usage, elapsed_s=0.0),
+        latency_ms=0.0,
+        started_at=started_at,
+    )
