@@ -19,6 +19,7 @@ from tests.test_ledger_support import (
     assert_rollups_match_raw,
     attempt,
     record,
+    rollup_reasons,
     sqlite_url,
     temp_postgres,
 )
@@ -50,7 +51,8 @@ def test_records_are_stored_once_and_rollups_equal_raw_rows(
             attempt("esc", 1, backend="ar", role="escalation", cost=7_000, baseline=7_000),
         ),
     )
-    batch = [record(f"r{i}", latency_ms=10.0 * (i + 1)) for i in range(20)] + [escalated]
+    drafted = record("draft", reason="low_token_confidence", disposition="draft")
+    batch = [record(f"r{i}", latency_ms=10.0 * (i + 1)) for i in range(20)] + [escalated, drafted]
 
     async def scenario() -> None:
         ledger = await Ledger.open(database_url=database_url, spool_dir=tmp_path / "spool")
@@ -73,10 +75,15 @@ def test_records_are_stored_once_and_rollups_equal_raw_rows(
     engine = create_db_engine(database_url)
     try:
         totals = assert_rollups_match_raw(engine)
-        assert totals["requests"] == 21
-        assert totals["attempts"] == 22
-        assert totals["cost_nanos"] == 20 * 1_000 + 8_000
-        assert totals["baseline_cost_nanos"] == 20 * 5_000 + 11_000
+        assert totals["requests"] == 22
+        assert totals["attempts"] == 23
+        assert totals["cost_nanos"] == 21 * 1_000 + 8_000
+        assert totals["baseline_cost_nanos"] == 21 * 5_000 + 11_000
+        # Escalation reasons: counted once per failed check, with the escalation's own cost.
+        assert rollup_reasons(engine, "minute") == {
+            "low_confidence": (1, 1, 0, 8_000, 7_000),
+            "low_token_confidence": (1, 0, 1, 1_000, 0),
+        }
         with engine.connect() as conn:
             esc = conn.execute(
                 select(rollups).where(rollups.c.grain == "day", rollups.c.backend == "ar")
@@ -88,7 +95,7 @@ def test_records_are_stored_once_and_rollups_equal_raw_rows(
             dllm = conn.execute(
                 select(rollups).where(rollups.c.grain == "day", rollups.c.backend == "dllm")
             ).one()
-            assert dllm.savings_nanos == 20 * 4_000 + 3_000
+            assert dllm.savings_nanos == 21 * 4_000 + 3_000
             stored = conn.execute(
                 select(requests.c.cost_nanos, requests.c.baseline_cost_nanos).where(
                     requests.c.request_id == "esc"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, and_, func, literal, or_, select, text
 
 from gateway.core.records import AttemptRecord, RequestRecord
 from gateway.ledger import histogram
-from gateway.ledger.tables import GRAINS, attempts, requests, rollups
+from gateway.ledger.tables import GRAINS, attempts, escalation_rollups, requests, rollups
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -89,6 +89,8 @@ def record(
     status: int = 200,
     latency_ms: float = 42.0,
     escalated: bool = False,
+    reason: str | None = None,
+    disposition: str = "final",
     attempts_: tuple[AttemptRecord, ...] | None = None,
 ) -> RequestRecord:
     rid = request_id or uuid.uuid4().hex
@@ -108,8 +110,8 @@ def record(
         ttft_ms=None,
         escalated=escalated,
         confidence=0.9,
-        disposition="final",
-        escalation_reason="low_confidence" if escalated else None,
+        disposition=disposition,
+        escalation_reason=reason or ("low_confidence" if escalated else None),
         stream=False,
         cache_hit=False,
         attempts=tries,
@@ -179,10 +181,58 @@ def rollup_totals(engine: Engine, grain: str) -> dict[str, int]:
     return totals
 
 
+def raw_reasons(engine: Engine) -> dict[str, tuple[int, int, int, int, int]]:
+    """Per reason, from the raw rows: (requests, escalated, drafts, cost, escalation cost) of
+    the requests whose cheap answer was not accepted."""
+    failed = or_(
+        requests.c.escalation_reason.is_not(None),
+        requests.c.escalated.is_(True),
+        requests.c.disposition == "draft",
+    )
+    reason = func.coalesce(requests.c.escalation_reason, literal("unspecified"))
+    out: dict[str, list[int]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(select(requests).where(failed)).mappings():
+            acc = out.setdefault(row["escalation_reason"] or "unspecified", [0, 0, 0, 0, 0])
+            acc[0] += 1
+            acc[1] += int(row["escalated"])
+            acc[2] += int(row["disposition"] == "draft")
+        stmt = (
+            select(
+                reason.label("reason"),
+                func.coalesce(func.sum(attempts.c.cost_nanos), 0),
+                func.coalesce(
+                    func.sum(attempts.c.cost_nanos).filter(attempts.c.role == "escalation"), 0
+                ),
+            )
+            .select_from(requests.join(attempts, attempts.c.request_id == requests.c.request_id))
+            .where(failed)
+            .group_by(reason)
+        )
+        for row in conn.execute(stmt):
+            out[row[0]][3] += int(row[1])
+            out[row[0]][4] += int(row[2])
+    return {k: (v[0], v[1], v[2], v[3], v[4]) for k, v in out.items()}
+
+
+def rollup_reasons(engine: Engine, grain: str) -> dict[str, tuple[int, int, int, int, int]]:
+    t = escalation_rollups
+    names = ("requests", "escalated", "drafts", "cost_nanos", "escalation_cost_nanos")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t.c.reason, *(func.sum(t.c[n]) for n in names))
+            .where(and_(t.c.grain == grain))
+            .group_by(t.c.reason)
+        ).all()
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5])) for r in rows}
+
+
 def assert_rollups_match_raw(engine: Engine) -> dict[str, int]:
     raw = raw_totals(engine)
+    reasons = raw_reasons(engine)
     for grain in GRAINS:
         assert rollup_totals(engine, grain) == raw, grain
+        assert rollup_reasons(engine, grain) == reasons, grain
     return raw
 
 

@@ -35,6 +35,7 @@ ADMIN = "spend-test-admin-key-0123456789"
 T0 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 ROUTES = ("fast", "deep")
 TEAMS = ("support", "billing", None)
+REASONS = ("invalid_json", "label_not_allowed", "low_token_confidence")
 
 
 def _records() -> list[RequestRecord]:
@@ -69,6 +70,12 @@ def _records() -> list[RequestRecord]:
                     started_at=started,
                 )
             )
+        # Why the cheap answer failed its check (chosen without the rng: the rest stays put).
+        reason, disposition = None, "final"
+        if escalated:
+            reason = REASONS[i % len(REASONS)]
+        elif route == "fast" and i % 9 == 0:
+            reason, disposition = REASONS[(i // 9) % len(REASONS)], "draft"
         out.append(
             record(
                 rid,
@@ -78,6 +85,8 @@ def _records() -> list[RequestRecord]:
                 kind=rng.choice(("classify", "extract", "reason")),
                 latency_ms=rng.lognormvariate(4, 1),
                 escalated=escalated,
+                reason=reason,
+                disposition=disposition,
                 status=502 if rng.random() < 0.05 else 200,
                 attempts_=tuple(tries),
             )
@@ -226,6 +235,110 @@ def test_timeseries_adds_up_to_the_summary(database_url: str) -> None:
     ).json()
     assert {p["key"] for p in grouped["points"]} == {"classify", "extract", "reason"}
     assert sum(p["requests"] for p in grouped["points"]) == summary["requests"]
+
+
+def _expected_reasons(since: float, until: float, **match: Any) -> dict[str, Any]:
+    """Per route: (requests, escalations, drafts) and per reason (requests, escalated, drafts,
+    cost, escalation cost), straight from the seeded records."""
+    chosen = [
+        r
+        for r in RECORDS
+        if since <= r.started_at < until and all(getattr(r, k) == v for k, v in match.items())
+    ]
+    routes: dict[str, Any] = {}
+    for r in chosen:
+        entry = routes.setdefault(r.route, {"figures": [0, 0, 0], "reasons": {}})
+        entry["figures"][0] += 1
+        entry["figures"][1] += int(r.escalated)
+        entry["figures"][2] += int(r.disposition == "draft")
+        if r.escalation_reason is None:
+            continue
+        acc = entry["reasons"].setdefault(r.escalation_reason, [0, 0, 0, 0, 0])
+        acc[0] += 1
+        acc[1] += int(r.escalated)
+        acc[2] += int(r.disposition == "draft")
+        acc[3] += sum(a.cost_nanos or 0 for a in r.attempts)
+        acc[4] += sum(a.cost_nanos or 0 for a in r.attempts if a.role == "escalation")
+    return {
+        route: {
+            "figures": tuple(e["figures"]),
+            "reasons": {k: tuple(v) for k, v in e["reasons"].items()},
+        }
+        for route, e in routes.items()
+    }
+
+
+def _reported_reasons(body: dict[str, Any]) -> dict[str, Any]:
+    names = ("requests", "escalated", "drafts", "cost_nanos", "escalation_cost_nanos")
+    return {
+        route["route"]: {
+            "figures": (route["requests"], route["escalations"], route["drafts"]),
+            "reasons": {r["reason"]: tuple(r[n] for n in names) for r in route["reasons"]},
+        }
+        for route in body["routes"]
+    }
+
+
+def test_escalations_per_route_and_reason(database_url: str) -> None:
+    params = {"since": _iso(SINCE), "until": _iso(UNTIL)}
+    resp = _get(database_url, "/v1/spend/escalations", params)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    expected = _expected_reasons(SINCE, UNTIL)
+    assert _reported_reasons(body) == expected
+    fast = next(r for r in body["routes"] if r["route"] == "fast")
+    n, esc, drafts = expected["fast"]["figures"]
+    assert fast["escalation_rate"] == round(esc / n, 4) and fast["draft_rate"] == round(
+        drafts / n, 4
+    )
+    failed = sum(v[0] for v in expected["fast"]["reasons"].values())
+    assert fast["failed_checks"] == failed
+    for reason in fast["reasons"]:
+        assert reason["rate"] == round(reason["requests"] / n, 4)
+        assert reason["share"] == round(reason["requests"] / failed, 4)
+    counts = [r["requests"] for r in fast["reasons"]]
+    assert counts == sorted(counts, reverse=True) and len(counts) == len(REASONS)
+    deep = next(r for r in body["routes"] if r["route"] == "deep")
+    assert deep["reasons"] == [] and deep["escalation_rate"] == 0
+    # The rates agree with the summary's figures for the same window.
+    summary = _get(database_url, "/v1/spend/summary", params).json()["totals"]
+    assert body["totals"]["escalations"] == summary["escalations"]
+    assert body["totals"]["escalation_rate"] == summary["escalation_rate"]
+    assert sum(r["requests"] for r in body["reasons"]) == body["totals"]["failed_checks"]
+    # Filters narrow both the route figures and the reasons.
+    team = _get(database_url, "/v1/spend/escalations", {**params, "team": "billing"}).json()
+    assert _reported_reasons(team) == _expected_reasons(SINCE, UNTIL, team="billing")
+    bad = _get(database_url, "/v1/spend/escalations", {**params, "backend": "dllm"})
+    assert bad.status_code == 400 and "backend" in bad.json()["error"]["message"]
+
+
+def test_cli_costs_by_reason_matches_the_api(database_url: str) -> None:
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    params = {"since": _iso(SINCE), "until": _iso(UNTIL), "kind": "extract"}
+    api = _get(database_url, "/v1/spend/escalations", params).json()
+    base = ["costs", "--since", params["since"], "--until", params["until"], "--kind", "extract",
+            "--by", "reason", "--database-url", database_url]  # fmt: skip
+    runner = CliRunner()
+    result = runner.invoke(app, [*base, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout) == api
+    table = runner.invoke(app, base)
+    assert table.exit_code == 0, table.output
+    top = next(r for r in api["routes"] if r["route"] == "fast")["reasons"][0]
+    row = next(line for line in table.stdout.splitlines() if f" {top['reason']} " in line)
+    assert str(top["requests"]) in row and f"{100 * top['rate']:.1f}%" in row
+    csv_out = runner.invoke(app, [*base, "--format", "csv"])
+    lines = csv_out.stdout.splitlines()
+    assert lines[0].startswith("route,reason,requests,escalated,drafts,rate,share")
+    assert sum(1 for line in lines if line.startswith("fast,")) == 1 + len(REASONS)
+    bad = runner.invoke(app, [*base, "--backend", "dllm"])
+    assert bad.exit_code == 2 and "backend" in bad.output
 
 
 def test_cli_costs_shows_the_same_figures_as_the_api(database_url: str) -> None:

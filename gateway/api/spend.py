@@ -1,4 +1,5 @@
-"""GET /v1/spend/summary and GET /v1/spend/timeseries: the ledger's figures as JSON (admin key).
+"""GET /v1/spend/summary, /v1/spend/timeseries and /v1/spend/escalations: the ledger's figures
+as JSON (admin key).
 
 Thin handlers: check the admin key, parse the query string, run one query from
 `gateway.ledger.queries` in a worker thread, render. The figures are those of `stepgate costs`.
@@ -24,6 +25,8 @@ from gateway.ledger.writer import Ledger
 COMMON = ("since", "until", "range", "team", "route", "kind", "backend", "group_by")
 SUMMARY_PARAMS = frozenset(COMMON)
 TIMESERIES_PARAMS = frozenset((*COMMON, "bucket"))
+# Escalation reasons are kept per route, team and kind (no backend, no grouping choice).
+ESCALATION_PARAMS = frozenset(("since", "until", "range", "team", "route", "kind"))
 
 
 class LedgerUnavailable(GatewayError):
@@ -56,7 +59,7 @@ def _parse(request: Request, allowed: frozenset[str]) -> dict[str, Any]:
         window = queries.Window.resolve(since=span or since, until=until)
     except queries.QueryError as exc:
         raise BadRequest(str(exc), param="range" if span else "since") from exc
-    group_by = _one(request, "group_by")
+    group_by = _one(request, "group_by") if "group_by" in allowed else None
     if group_by is not None and group_by not in queries.GROUP_BYS:
         raise BadRequest(
             f"invalid group_by {group_by!r}: use one of {', '.join(queries.GROUP_BYS)}",
@@ -68,7 +71,10 @@ def _parse(request: Request, allowed: frozenset[str]) -> dict[str, Any]:
         team=_one(request, "team"),
         kind=_one(request, "kind"),
     )
-    return {"window": window, "filters": filters, "group_by": group_by}
+    args: dict[str, Any] = {"window": window, "filters": filters}
+    if "group_by" in allowed:
+        args["group_by"] = group_by
+    return args
 
 
 async def _run(request: Request, query: Any, **kwargs: Any) -> Response:
@@ -96,7 +102,15 @@ async def spend_timeseries(request: Request) -> Response:
     return await _run(request, queries.timeseries, bucket=bucket, **args)
 
 
+async def spend_escalations(request: Request) -> Response:
+    """Escalation and draft rates per route, and per route and reason (see
+    `queries.escalations`)."""
+    require_admin(request)
+    return await _run(request, queries.escalations, **_parse(request, ESCALATION_PARAMS))
+
+
 spend_routes: list[Route] = [
     Route("/v1/spend/summary", spend_summary, methods=["GET"]),
     Route("/v1/spend/timeseries", spend_timeseries, methods=["GET"]),
+    Route("/v1/spend/escalations", spend_escalations, methods=["GET"]),
 ]

@@ -22,6 +22,7 @@ class By(StrEnum):
     team = "team"
     kind = "kind"
     day = "day"
+    reason = "reason"  # escalations per route and reason (from the escalation rollups)
 
 
 class Format(StrEnum):
@@ -77,7 +78,9 @@ def _database_url(explicit: str | None) -> str:
 def costs(
     since: Annotated[str, typer.Option(help="window start: 30m, 24h, 7d or ISO 8601")] = "7d",
     until: Annotated[str | None, typer.Option(help="window end (default: now)")] = None,
-    by: Annotated[By, typer.Option(help="group rows by")] = By.route,
+    by: Annotated[
+        By, typer.Option(help="group rows by (`reason`: escalations per route and reason)")
+    ] = By.route,
     output: Annotated[Format, typer.Option("--format", help="output format")] = Format.table,
     team: Annotated[str | None, typer.Option(help="only this team")] = None,
     route: Annotated[str | None, typer.Option(help="only this route")] = None,
@@ -86,7 +89,8 @@ def costs(
     database_url: DatabaseOption = None,
 ) -> None:
     """Cost, baseline cost, savings, requests, tokens, escalation rate and p50/p95 latency,
-    read from the ledger rollups."""
+    read from the ledger rollups; `--by reason` shows why cheap answers were escalated or
+    drafted, per route."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from gateway.db.engine import create_db_engine
@@ -100,7 +104,13 @@ def costs(
     filters = queries.Filters(route=route, backend=backend, team=team, kind=kind)
     engine = create_db_engine(_database_url(database_url))
     try:
-        report = queries.summary(engine, window=window, filters=filters, group_by=by.value)
+        if by is By.reason:
+            report = queries.escalations(engine, window=window, filters=filters)
+        else:
+            report = queries.summary(engine, window=window, filters=filters, group_by=by.value)
+    except queries.QueryError as exc:
+        typer.echo(f"stepgate costs: {exc}", err=True)
+        raise typer.Exit(2) from exc
     except SQLAlchemyError as exc:
         typer.echo(
             f"stepgate costs: cannot read the ledger: {exc.__class__.__name__}: "
@@ -112,6 +122,9 @@ def costs(
         engine.dispose()
     if output is Format.json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif by is By.reason:
+        render = render_reasons_csv if output is Format.csv else render_reasons_table
+        sys.stdout.write(render(report))
     elif output is Format.csv:
         sys.stdout.write(render_csv(report))
     else:
@@ -137,6 +150,121 @@ def db_upgrade(
         typer.echo(f"stepgate db upgrade: {shown}: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"{shown}: upgraded to {revision}")
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{100 * rate:.1f}%"
+
+
+def _align(lines: list[tuple[str, ...]], rules: set[int], left: int) -> str:
+    """Columns padded to width (the first `left` left-aligned); a rule after each row in `rules`."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = io.StringIO()
+    for n, line in enumerate(lines):
+        cells = [
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.write("  ".join(cells).rstrip() + "\n")
+        if n in rules:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+    return out.getvalue()
+
+
+REASON_CSV_FIELDS = (
+    "route",
+    "reason",
+    "requests",
+    "escalated",
+    "drafts",
+    "rate",
+    "share",
+    "cost_usd",
+    "escalation_cost_usd",
+    "cost_nanos",
+    "escalation_cost_nanos",
+)
+
+
+def _reason_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per route (reason "*": all its requests) followed by its reasons, then TOTAL."""
+    rows: list[dict[str, Any]] = []
+    for route in report["routes"]:
+        rows.append(
+            {
+                "route": route["route"],
+                "reason": "*",
+                "requests": route["requests"],
+                "escalated": route["escalations"],
+                "drafts": route["drafts"],
+                "rate": route["escalation_rate"],
+                "share": None,
+                "cost_usd": "",
+                "escalation_cost_usd": route["escalation_cost_usd"],
+                "cost_nanos": "",
+                "escalation_cost_nanos": route["escalation_cost_nanos"],
+            }
+        )
+        rows += [{"route": route["route"], **reason} for reason in route["reasons"]]
+    return rows
+
+
+def render_reasons_table(report: dict[str, Any]) -> str:
+    header = ("ROUTE", "REASON", "REQUESTS", "ESCALATED", "DRAFTS", "RATE", "SHARE",
+              "COST $", "ESCALATION $")  # fmt: skip
+    lines: list[tuple[str, ...]] = [header]
+    rules = {0}
+    for row in _reason_rows(report):
+        whole = row["reason"] == "*"
+        if whole and len(lines) > 1:
+            rules.add(len(lines) - 1)
+        lines.append(
+            (
+                row["route"] if whole else "",
+                "(all requests)" if whole else row["reason"],
+                str(row["requests"]),
+                str(row["escalated"]),
+                str(row["drafts"]),
+                _percent(row["rate"]),
+                _percent(row["share"]),
+                row["cost_usd"],
+                row["escalation_cost_usd"],
+            )
+        )
+    totals = report["totals"]
+    rules.add(len(lines) - 1)
+    lines.append(
+        (
+            "TOTAL",
+            "(all requests)",
+            str(totals["requests"]),
+            str(totals["escalations"]),
+            str(totals["drafts"]),
+            _percent(totals["escalation_rate"]),
+            "-",
+            "",
+            totals["escalation_cost_usd"],
+        )
+    )
+    out = io.StringIO()
+    out.write(f"escalations {report['since']} .. {report['until']}\n")
+    out.write(_align(lines, rules, left=2))
+    out.write(
+        "RATE: share of the route's requests (ESCALATED/REQUESTS on route rows); "
+        "SHARE: of the route's failed checks\n"
+    )
+    return out.getvalue()
+
+
+def render_reasons_csv(report: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(
+        out, fieldnames=REASON_CSV_FIELDS, extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in _reason_rows(report):
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return out.getvalue()
 
 
 def _rows(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Spend reports read from the rollups only: one summary, one time series.
+"""Spend reports read from the rollups only: a summary, a time series, escalations by reason.
 
 Shared by `stepgate costs` and `GET /v1/spend/*`, so both show identical figures. A window
 [since, until) is resolved to the minute and covered exactly by day rows in its middle, hour
@@ -16,11 +16,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, false, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+)
 
 from gateway.core.money import format_usd
 from gateway.ledger import histogram
-from gateway.ledger.tables import DIMENSIONS, GRAINS, VALUE_COLUMNS, rollups
+from gateway.ledger.tables import (
+    DIMENSIONS,
+    ESCALATION_SUM_COLUMNS,
+    GRAINS,
+    VALUE_COLUMNS,
+    escalation_rollups,
+    rollups,
+)
 
 Grain = Literal["minute", "hour", "day"]
 GroupBy = Literal["route", "backend", "team", "kind", "day"]
@@ -171,13 +189,15 @@ def cover(window: Window, *, coarsest: Grain = "day") -> list[tuple[str, int, in
     return split(0, window.since, window.until)
 
 
-def _where(window: Window, filters: Filters, coarsest: Grain) -> ColumnElement[bool]:
+def _where(
+    window: Window, filters: Filters, coarsest: Grain, table: Table = rollups
+) -> ColumnElement[bool]:
     pieces = [
-        and_(rollups.c.grain == grain, rollups.c.bucket_start >= lo, rollups.c.bucket_start < hi)
+        and_(table.c.grain == grain, table.c.bucket_start >= lo, table.c.bucket_start < hi)
         for grain, lo, hi in cover(window, coarsest=coarsest)
     ]
     conditions = [or_(*pieces) if pieces else false()]
-    conditions += [rollups.c[name] == value for name, value in filters.items().items()]
+    conditions += [table.c[name] == value for name, value in filters.items().items()]
     return and_(*conditions)
 
 
@@ -308,4 +328,117 @@ def timeseries(
     body["bucket"] = bucket
     body["group_by"] = group_by
     body["points"] = rendered
+    return body
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _reason_json(sums: Mapping[str, int], route_requests: int, failed: int) -> dict[str, Any]:
+    cost, extra = sums["cost_nanos"], sums["escalation_cost_nanos"]
+    return {
+        "requests": sums["requests"],
+        "escalated": sums["escalated"],
+        "drafts": sums["drafts"],
+        # Of all the route's requests, and of its requests that failed a check.
+        "rate": _rate(sums["requests"], route_requests),
+        "share": _rate(sums["requests"], failed),
+        "cost_nanos": cost,
+        "cost_usd": format_usd(cost),
+        "escalation_cost_nanos": extra,
+        "escalation_cost_usd": format_usd(extra),
+        "unknown_cost_attempts": sums["unknown_cost_attempts"],
+    }
+
+
+def escalations(engine: Engine, *, window: Window, filters: Filters) -> dict[str, Any]:
+    """Per route: requests, escalations and drafts with their rates, and per escalation reason
+    how many requests failed their check for it (escalated or drafted), the rate against the
+    route's requests, the share of the route's failed checks, and what those requests and
+    their escalation attempts cost. Routes are ordered by escalations, reasons by count."""
+    if filters.backend:
+        raise QueryError(
+            "escalation reasons are kept per route, team and kind, not per backend: "
+            "drop the backend filter"
+        )
+    per_route = (
+        select(
+            rollups.c.route,
+            func.sum(rollups.c.requests).label("requests"),
+            func.sum(rollups.c.escalations).label("escalations"),
+            func.sum(rollups.c.drafts).label("drafts"),
+        )
+        .where(_where(window, filters, "day"))
+        .group_by(rollups.c.route)
+    )
+    table = escalation_rollups
+    per_reason = (
+        select(
+            table.c.route,
+            table.c.reason,
+            *(func.sum(table.c[name]).label(name) for name in ESCALATION_SUM_COLUMNS),
+        )
+        .where(_where(window, filters, "day", table))
+        .group_by(table.c.route, table.c.reason)
+    )
+    routes: dict[str, dict[str, int]] = {}
+    reasons: dict[str, list[tuple[str, dict[str, int]]]] = {}
+    with _reading(engine) as conn:
+        for row in conn.execute(per_route).mappings():
+            routes[row["route"]] = {
+                k: int(row[k] or 0) for k in ("requests", "escalations", "drafts")
+            }
+        for row in conn.execute(per_reason).mappings():
+            sums = {name: int(row[name] or 0) for name in ESCALATION_SUM_COLUMNS}
+            reasons.setdefault(row["route"], []).append((row["reason"], sums))
+    totals = dict.fromkeys(("requests", "escalations", "drafts", "failed", "extra"), 0)
+    rendered: list[dict[str, Any]] = []
+    for route in sorted(set(routes) | set(reasons)):
+        figures = routes.get(route, dict.fromkeys(("requests", "escalations", "drafts"), 0))
+        these = sorted(reasons.get(route, []), key=lambda rs: (-rs[1]["requests"], rs[0]))
+        failed = sum(sums["requests"] for _, sums in these)
+        extra = sum(sums["escalation_cost_nanos"] for _, sums in these)
+        for name in ("requests", "escalations", "drafts"):
+            totals[name] += figures[name]
+        totals["failed"] += failed
+        totals["extra"] += extra
+        rendered.append(
+            {
+                "route": route,
+                **figures,
+                "failed_checks": failed,
+                "escalation_rate": _rate(figures["escalations"], figures["requests"]),
+                "draft_rate": _rate(figures["drafts"], figures["requests"]),
+                "escalation_cost_nanos": extra,
+                "escalation_cost_usd": format_usd(extra),
+                "reasons": [
+                    {"reason": reason, **_reason_json(sums, figures["requests"], failed)}
+                    for reason, sums in these
+                ],
+            }
+        )
+    rendered.sort(key=lambda r: (-r["failed_checks"], -r["escalations"], r["route"]))
+    body = _head(window, filters)
+    body["totals"] = {
+        "requests": totals["requests"],
+        "escalations": totals["escalations"],
+        "drafts": totals["drafts"],
+        "failed_checks": totals["failed"],
+        "escalation_rate": _rate(totals["escalations"], totals["requests"]),
+        "draft_rate": _rate(totals["drafts"], totals["requests"]),
+        "escalation_cost_nanos": totals["extra"],
+        "escalation_cost_usd": format_usd(totals["extra"]),
+    }
+    overall: dict[str, dict[str, int]] = {}
+    for these in reasons.values():
+        for reason, sums in these:
+            acc = overall.setdefault(reason, dict.fromkeys(ESCALATION_SUM_COLUMNS, 0))
+            for name, value in sums.items():
+                acc[name] += value
+    body["reasons"] = [
+        {"reason": reason, **_reason_json(sums, totals["requests"], totals["failed"])}
+        for reason, sums in sorted(overall.items(), key=lambda rs: (-rs[1]["requests"], rs[0]))
+    ]
+    body["routes"] = rendered
     return body

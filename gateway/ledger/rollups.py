@@ -1,7 +1,8 @@
 """Rollup deltas from ledger records, and the dialect-specific upsert that adds them.
 
 Only rows that were actually inserted contribute (the caller passes those), so replaying a
-record that is already stored never changes a rollup.
+record that is already stored never changes a rollup. `Deltas` feed `rollups`; `ReasonDeltas`
+feed `escalation_rollups` (requests whose cheap answer failed its check, per reason).
 """
 
 from __future__ import annotations
@@ -9,15 +10,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.records import AttemptRecord, RequestRecord
 from gateway.ledger import histogram
-from gateway.ledger.tables import GRAINS, KEY_COLUMNS, VALUE_COLUMNS, rollups
+from gateway.ledger.tables import (
+    ESCALATION_KEY_COLUMNS,
+    ESCALATION_SUM_COLUMNS,
+    GRAINS,
+    KEY_COLUMNS,
+    NAME_LEN,
+    VALUE_COLUMNS,
+    escalation_rollups,
+    rollups,
+)
 
 RollupKey = tuple[str, int, str, str, str, str]
 Deltas = dict[RollupKey, dict[str, int | float]]
+# (grain, bucket_start, route, team, kind, reason)
+ReasonDeltas = dict[RollupKey, dict[str, int | float]]
+UNSPECIFIED = "unspecified"
 
 
 def _keys(record: RequestRecord, backend: str | None) -> list[RollupKey]:
@@ -64,23 +77,73 @@ def add_attempt(deltas: Deltas, record: RequestRecord, attempt: AttemptRecord) -
     _add(deltas, _keys(record, attempt.backend), values)
 
 
-def upsert(conn: Connection, deltas: Deltas) -> None:
-    """Add `deltas` to the rollup rows, creating missing ones (ON CONFLICT ... DO UPDATE).
+def failed_check(record: RequestRecord) -> bool:
+    """True when the request's cheap answer was not accepted (escalated or returned as a draft)."""
+    return record.escalation_reason is not None or record.escalated or record.disposition == "draft"
 
-    Rows are written in key order so concurrent writers lock them in the same order.
-    """
+
+def _reason_keys(record: RequestRecord) -> list[RollupKey]:
+    started = int(record.started_at)
+    reason = (record.escalation_reason or UNSPECIFIED)[:NAME_LEN]
+    dims = (record.route, record.team or "", record.step_kind, reason)
+    return [(grain, started - started % size, *dims) for grain, size in GRAINS.items()]
+
+
+def add_reason_request(deltas: ReasonDeltas, record: RequestRecord) -> None:
+    """Count a stored request under its escalation reason (no-op for an accepted answer)."""
+    if not failed_check(record):
+        return
+    values: dict[str, int | float] = {
+        "requests": 1,
+        "escalated": int(record.escalated),
+        "drafts": int(record.disposition == "draft"),
+    }
+    _add(deltas, _reason_keys(record), values)
+
+
+def add_reason_attempt(deltas: ReasonDeltas, record: RequestRecord, attempt: AttemptRecord) -> None:
+    """Add a stored attempt's cost to its request's reason row (no-op for accepted answers)."""
+    if not failed_check(record):
+        return
+    cost = attempt.cost_nanos
+    values: dict[str, int | float] = {
+        "cost_nanos": cost or 0,
+        "escalation_cost_nanos": (cost or 0) if attempt.role == "escalation" else 0,
+        "unknown_cost_attempts": int(cost is None),
+    }
+    _add(deltas, _reason_keys(record), values)
+
+
+def _upsert(
+    conn: Connection,
+    table: Table,
+    keys: tuple[str, ...],
+    values: tuple[str, ...],
+    deltas: dict[RollupKey, dict[str, int | float]],
+) -> None:
     if not deltas:
         return
     rows: list[dict[str, Any]] = []
     for key in sorted(deltas):
-        row: dict[str, Any] = dict.fromkeys(VALUE_COLUMNS, 0)
-        row.update(zip(KEY_COLUMNS, key, strict=True))
+        row: dict[str, Any] = dict.fromkeys(values, 0)
+        row.update(zip(keys, key, strict=True))
         row.update(deltas[key])
         rows.append(row)
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(rollups)
+    stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
-        index_elements=list(KEY_COLUMNS),
-        set_={name: rollups.c[name] + stmt.excluded[name] for name in VALUE_COLUMNS},
+        index_elements=list(keys),
+        set_={name: table.c[name] + stmt.excluded[name] for name in values},
     )
     conn.execute(stmt, rows)
+
+
+def upsert(conn: Connection, deltas: Deltas, reasons: ReasonDeltas | None = None) -> None:
+    """Add `deltas` to the rollup rows and `reasons` to the escalation rollup rows, creating
+    missing ones (ON CONFLICT ... DO UPDATE).
+
+    Rows are written in key order, `rollups` first, so concurrent writers lock them in the
+    same order.
+    """
+    _upsert(conn, rollups, KEY_COLUMNS, VALUE_COLUMNS, deltas)
+    _upsert(conn, escalation_rollups, ESCALATION_KEY_COLUMNS, ESCALATION_SUM_COLUMNS, reasons or {})

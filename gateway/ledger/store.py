@@ -2,7 +2,7 @@
 
 Requests are keyed by `request_id` and attempts by `(request_id, attempt)`; both inserts use
 ON CONFLICT DO NOTHING ... RETURNING, and only the rows that came back are added to the
-rollups. Storing the same record twice therefore changes nothing.
+rollups and escalation-reason rollups. Storing the same record twice therefore changes nothing.
 """
 
 from __future__ import annotations
@@ -114,11 +114,14 @@ def write_batch(engine: Engine, records: Sequence[RequestRecord]) -> int:
             )
             new_attempts = {(row.request_id, row.attempt) for row in result}
         deltas: rollups.Deltas = {}
+        reasons: rollups.ReasonDeltas = {}
         for record in unique.values():
             if record.request_id in new_requests:
                 rollups.add_request(deltas, record)
+                rollups.add_reason_request(reasons, record)
             for attempt in record.attempts:
                 if (record.request_id, attempt.attempt) in new_attempts:
                     rollups.add_attempt(deltas, record, attempt)
-        rollups.upsert(conn, deltas)
+                    rollups.add_reason_attempt(reasons, record, attempt)
+        rollups.upsert(conn, deltas, reasons)
     return len(new_requests)

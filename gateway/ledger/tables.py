@@ -5,6 +5,8 @@ Money is integer nano-dollars (`BigInteger`); a NULL cost means the price was un
 the same transaction as the raw rows it summarises, so reports never scan `requests`.
 Request-level figures (requests, errors, latency) count under the request's final backend;
 attempt-level figures (tokens, cost) under the backend that served the attempt.
+`escalation_rollups` counts the requests whose cheap answer failed its check, per
+(grain, bucket_start, route, team, kind, reason), maintained the same way.
 """
 
 from __future__ import annotations
@@ -122,4 +124,38 @@ rollups = Table(
     Column("latency_ms_sum", Float, nullable=False, server_default="0"),
     *(Column(name, BigInteger, nullable=False, server_default="0") for name in histogram.COLUMNS),
     PrimaryKeyConstraint(*KEY_COLUMNS),
+)
+
+ESCALATION_KEY_COLUMNS: tuple[str, ...] = (
+    "grain",
+    "bucket_start",
+    "route",
+    "team",
+    "kind",
+    "reason",
+)
+# requests: checked answers that were not accepted (escalated + drafts, barring an escalation
+# that failed after the check); cost_nanos: what those requests cost in all (known prices);
+# escalation_cost_nanos: the part spent on the escalation attempts, i.e. what the check cost.
+ESCALATION_SUM_COLUMNS: tuple[str, ...] = (
+    "requests",
+    "escalated",
+    "drafts",
+    "cost_nanos",
+    "escalation_cost_nanos",
+    "unknown_cost_attempts",
+)
+
+escalation_rollups = Table(
+    "escalation_rollups",
+    Base.metadata,
+    Column("grain", String(8), nullable=False),
+    Column("bucket_start", BigInteger, nullable=False),
+    *(Column(name, String(NAME_LEN), nullable=False) for name in ("route", "team", "kind")),
+    Column("reason", String(NAME_LEN), nullable=False),  # a verdict slug, or "unspecified"
+    *(
+        Column(name, BigInteger, nullable=False, server_default="0")
+        for name in ESCALATION_SUM_COLUMNS
+    ),
+    PrimaryKeyConstraint(*ESCALATION_KEY_COLUMNS),
 )

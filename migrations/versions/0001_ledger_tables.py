@@ -1,7 +1,8 @@
-"""Ledger tables: requests, attempts (one row per backend call) and rollups.
+"""Ledger tables: requests, attempts (one row per backend call), rollups and escalation_rollups.
 
 Money columns are BigInteger nano-dollars; NULL cost = unknown price. The rollup histogram
-columns follow gateway/ledger/histogram.BOUNDS_MS.
+columns follow gateway/ledger/histogram.BOUNDS_MS. escalation_rollups counts checked answers
+that were not accepted, per route, team, kind and reason.
 
 Revision ID: 0001_ledger_tables
 Revises:
@@ -106,6 +107,21 @@ def upgrade() -> None:
     sa.Column('lat_gt_120000', sa.BigInteger(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('grain', 'bucket_start', 'route', 'backend', 'team', 'kind', name=op.f('pk_rollups'))
     )
+    op.create_table('escalation_rollups',
+    sa.Column('grain', sa.String(length=8), nullable=False),
+    sa.Column('bucket_start', sa.BigInteger(), nullable=False),
+    sa.Column('route', sa.String(length=128), nullable=False),
+    sa.Column('team', sa.String(length=128), nullable=False),
+    sa.Column('kind', sa.String(length=128), nullable=False),
+    sa.Column('reason', sa.String(length=128), nullable=False),
+    sa.Column('requests', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('escalated', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('drafts', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('cost_nanos', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('escalation_cost_nanos', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('unknown_cost_attempts', sa.BigInteger(), server_default='0', nullable=False),
+    sa.PrimaryKeyConstraint('grain', 'bucket_start', 'route', 'team', 'kind', 'reason', name=op.f('pk_escalation_rollups'))
+    )
     op.create_table('attempts',
     sa.Column('request_id', sa.String(length=64), nullable=False),
     sa.Column('attempt', sa.Integer(), nullable=False),
@@ -129,6 +145,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('attempts')
+    op.drop_table('escalation_rollups')
     op.drop_table('rollups')
     op.drop_index('ix_requests_team_started_at', table_name='requests')
     op.drop_index('ix_requests_started_at', table_name='requests')
