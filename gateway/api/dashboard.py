@@ -172,7 +172,7 @@ async def _read(request: Request, query: Any, **kwargs: Any) -> Response:
 def _window_filters(request: Request, allowed: frozenset[str]) -> dict[str, Any]:
     # The spend API's parser, so both read the same windows and filters; extra params are ours.
     parsed = _parse(request, allowed)
-    parsed.pop("group_by")
+    parsed.pop("group_by", None)
     return parsed
 
 

@@ -39,6 +39,7 @@
     return String(text === null || text === undefined ? "" : text)
       .replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
   }
+  const shortId = (id) => (id.length > 14 ? id.slice(0, 6) + "…" + id.slice(-6) : id);
   const two = (n) => String(n).padStart(2, "0");
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
   function label(iso, bucket) {
@@ -274,12 +275,13 @@
       { text: usd(k.baseline_cost_nanos), cls: "num" },
     ]);
     fillTable("t-keys", rows, "No keyed traffic in this range.", 5);
+    $("#keys-note").textContent = keys.capped ? "since " + stamp(keys.since) + " (last 7 days of the range)" : "";
   }
 
   function renderRecent(recent, totals) {
     const rows = recent.items.map((r) => [
       { text: stamp(r.started_at), cls: "nowrap" },
-      { html: "<code>" + esc(r.request_id.slice(0, 12)) + "</code>", title: r.request_id },
+      { html: "<code>" + esc(shortId(r.request_id)) + "</code>", title: r.request_id },
       { text: r.team || "–", cls: r.team ? "" : "muted" },
       { text: r.route },
       { text: r.backend || "–" },
