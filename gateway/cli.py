@@ -165,9 +165,11 @@ def _register_area_commands() -> None:
     from gateway.classify import commands as classify_commands
     from gateway.confidence import commands as confidence_commands
     from gateway.ledger import commands as ledger_commands
+    from gateway.limits import commands as limits_commands
     from gateway.simulate import commands as simulate_commands
 
     ledger_commands.register(app)
+    limits_commands.register(app)
     classify_commands.register(app)
     confidence_commands.register(app)
     simulate_commands.register(app)

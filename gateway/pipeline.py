@@ -25,6 +25,9 @@ from gateway.core.money import format_usd
 from gateway.core.records import AttemptRecord, RequestRecord
 from gateway.core.types import ChatRequest, Chunk, Completion, Usage
 from gateway.dispatch import Attempt
+from gateway.limits import cache
+from gateway.limits.gate import NOTHING, Gate, Reservation
+from gateway.limits.keys import Principal
 from gateway.policy.holder import Generation, PolicyHolder
 from gateway.routing import RouteDecision, decide
 
@@ -39,6 +42,7 @@ class RequestContext:
     received_at: float  # unix seconds
     api_key_id: str | None = None
     team: str | None = None
+    principal: Principal | None = None  # the verified key, with its limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,8 @@ class _Trace:
     escalated: bool = False
     disposition: str = "final"
     escalation_reason: str | None = None
+    reservation: Reservation = NOTHING
+    cached: cache.CachedAnswer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +102,24 @@ class StreamOutcome:
 
 class Pipeline:
     def __init__(
-        self, *, holder: PolicyHolder, classifier: Classifier, recorders: Sequence[Recorder] = ()
+        self,
+        *,
+        holder: PolicyHolder,
+        classifier: Classifier,
+        recorders: Sequence[Recorder] = (),
+        gate: Gate | None = None,
     ) -> None:
         self.holder = holder
         self.classifier = classifier
         self.recorders = list(recorders)
+        self.gate = gate
+
+    async def _admit(self, trace: _Trace, request: ChatRequest) -> None:
+        """Rate limits and budget reservation (raises 429/402), after routing, before dispatch."""
+        if self.gate is not None:
+            trace.reservation = await self.gate.admit(
+                trace.ctx.principal, request, trace.profile, trace.decision, trace.gen
+            )
 
     def _begin(self, request: ChatRequest, ctx: RequestContext) -> _Trace:
         gen = self.holder.current
@@ -125,6 +144,16 @@ class Pipeline:
         deadline = _deadline(trace)
         dispatcher = trace.gen.dispatcher
         try:
+            await self._admit(trace, request)
+            if self.gate is not None:
+                trace.cached = await self.gate.cached(
+                    ctx.principal, request, trace.profile, trace.gen
+                )
+            if trace.cached is not None:
+                trace.final_backend = trace.cached.backend
+                trace.finish_reason = trace.cached.completion.finish_reason
+                record = self._finish(trace, status=200, error=None)
+                return ChatOutcome(trace.cached.completion, self._headers(trace, record))
             connector, completion = await dispatcher.complete(
                 request, trace.decision.candidates, deadline, trace.attempts
             )
@@ -139,6 +168,10 @@ class Pipeline:
             raise
         trace.finish_reason = completion.finish_reason
         record = self._finish(trace, status=200, error=None)
+        if self.gate is not None and trace.disposition == "final" and trace.final_backend:
+            self.gate.remember(
+                ctx.principal, request, trace.profile, trace.gen, completion, trace.final_backend
+            )
         return ChatOutcome(completion, self._headers(trace, record))
 
     async def _assess(
@@ -193,6 +226,7 @@ class Pipeline:
         dispatcher = trace.gen.dispatcher
         esc = trace.decision.escalation
         try:
+            await self._admit(trace, request)
             if esc is None:
                 connector, attempt, first, rest = await dispatcher.open_stream(
                     request, trace.decision.candidates, deadline, trace.attempts
@@ -370,8 +404,17 @@ class Pipeline:
             disposition=trace.disposition,
             escalation_reason=trace.escalation_reason,
             stream=trace.stream,
-            cache_hit=False,
-            attempts=self._attempt_records(trace),
+            cache_hit=trace.cached is not None,
+            attempts=self._attempt_records(trace)
+            if trace.cached is None
+            else (
+                cache.hit_attempt(
+                    request_id=ctx.request_id,
+                    answer=trace.cached,
+                    gen=trace.gen,
+                    started_at=ctx.received_at,
+                ),
+            ),
         )
         finished = Finished(
             record=record,
@@ -382,6 +425,8 @@ class Pipeline:
             finish_reason=trace.finish_reason,
             traceparent=ctx.headers.get("traceparent"),
         )
+        if self.gate is not None:
+            self.gate.settle(trace.reservation, record)
         for recorder in self.recorders:
             recorder.record(finished)
         return record
@@ -398,6 +443,8 @@ class Pipeline:
             "x-stepgate-cost-usd": format_usd(record.cost_nanos) if record else "deferred",
             "x-stepgate-overhead-ms": f"{_overhead_ms(now_ms, trace.attempts):.3f}",
         }
+        if trace.cached is not None:
+            headers["x-stepgate-cache"] = "hit"
         if trace.confidence is not None:
             headers["x-stepgate-confidence"] = f"{trace.confidence:.3f}"
             headers["x-stepgate-disposition"] = trace.disposition

@@ -10,6 +10,7 @@ from typing import Any
 from gateway.classify.classifier import Classifier
 from gateway.ledger.recorder import LedgerRecorder
 from gateway.ledger.writer import Ledger, LedgerOptions
+from gateway.limits.gate import Gate, GateOptions
 from gateway.pipeline import Pipeline, Recorder
 from gateway.policy.holder import Generation, PolicyHolder
 from gateway.settings import Settings
@@ -29,6 +30,7 @@ class Services:
     metrics: Metrics
     tracer: Tracer
     ledger: Ledger
+    gate: Gate
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -58,7 +60,16 @@ class Services:
             LedgerRecorder(ledger),
             TelemetryRecorder(metrics=metrics, tracer=tracer),
         ]
-        pipeline = Pipeline(holder=holder, classifier=Classifier.load(), recorders=recorders)
+        gate = Gate.build(
+            engine=ledger.engine,
+            redis_url=settings.redis_url,
+            options=GateOptions(require_keys=settings.require_keys),
+            on_store_error=metrics.store_error,
+            cache_max_entries=holder.current.policy.cache.max_entries,
+        )
+        pipeline = Pipeline(
+            holder=holder, classifier=Classifier.load(), recorders=recorders, gate=gate
+        )
         return cls(
             settings=settings,
             holder=holder,
@@ -67,6 +78,7 @@ class Services:
             metrics=metrics,
             tracer=tracer,
             ledger=ledger,
+            gate=gate,
         )
 
     async def start(self) -> None:
@@ -79,6 +91,7 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.holder.aclose()
+        await self.gate.aclose()  # settles what is queued before the ledger's engine goes
         await self.ledger.aclose()
         if self.tracer.enabled:
             await asyncio.to_thread(self.tracer.shutdown)

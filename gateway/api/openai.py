@@ -65,6 +65,7 @@ async def chat_completions(request: Request) -> Response:
     received = time.monotonic()
     rid = request_id_for(request)
     services = request.app.state.services
+    principal = await services.gate.authenticate(request.headers)
     data = await read_json(request, services.settings.max_body_bytes)
     chat = parse_chat(data)
     ctx = RequestContext(
@@ -72,6 +73,9 @@ async def chat_completions(request: Request) -> Response:
         headers=request.headers,  # case-insensitive mapping
         received=received,
         received_at=time.time(),
+        api_key_id=principal.key_id if principal else None,
+        team=principal.team if principal else None,
+        principal=principal,
     )
     pipeline: Pipeline = services.pipeline
     want_logprobs = bool(chat.logprobs)
@@ -128,6 +132,7 @@ async def _sse(
 
 async def list_models(request: Request) -> Response:
     services = request.app.state.services
+    await services.gate.authenticate(request.headers)
     policy = services.holder.current.policy
     now = int(time.time())
     data = [
