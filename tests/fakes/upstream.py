@@ -1009,10 +1009,11 @@ class FakeUpstream:
             writer.write(self._head(200, headers) + data[: len(data) // 2])
             await writer.drain()
             raise _Closed
+        if not isinstance(behaviour, MalformedChunk):
+            # Counted before the bytes leave, so a client that has the answer sees the total.
+            self._count(plan.prompt_tokens, plan.completion_tokens)
         writer.write(self._head(200, headers) + data)
         await writer.drain()
-        if not isinstance(behaviour, MalformedChunk):
-            self._count(plan.prompt_tokens, plan.completion_tokens)
 
     async def _stream(
         self,
@@ -1036,22 +1037,29 @@ class FakeUpstream:
 
         events = plan.anthropic_events() if anthropic else plan.openai_events()
         completion = 0
-        for sent, (data, tokens) in enumerate(events):
-            if isinstance(behaviour, CutStream) and sent >= behaviour.after_chunks:
-                self._count(plan.prompt_tokens, completion)
-                writer.close()  # flushes what was written, then FIN: an incomplete chunked body
-                raise _Closed
-            if isinstance(behaviour, MalformedChunk) and sent == behaviour.after_chunks:
-                writer.write(frame(b"data: {not json\n\n"))
-            if self.chunk_delay_s and sent:
-                await asyncio.sleep(self.chunk_delay_s)
-            writer.write(frame(data))
-            await writer.drain()
-            completion += tokens
+        try:
+            for sent, (data, tokens) in enumerate(events):
+                if isinstance(behaviour, CutStream) and sent >= behaviour.after_chunks:
+                    self._count(plan.prompt_tokens, completion)
+                    writer.close()  # flushes what was written, then FIN: incomplete chunked body
+                    raise _Closed
+                if isinstance(behaviour, MalformedChunk) and sent == behaviour.after_chunks:
+                    writer.write(frame(b"data: {not json\n\n"))
+                if self.chunk_delay_s and sent:
+                    await asyncio.sleep(self.chunk_delay_s)
+                writer.write(frame(data))
+                await writer.drain()
+                completion += tokens
+        except (ConnectionError, OSError):
+            # The client went away mid-stream: it was sent what was generated so far.
+            self._count(plan.prompt_tokens, completion)
+            raise
         if isinstance(behaviour, CutStream):  # N >= all events: still no [DONE], no terminator
             self._count(plan.prompt_tokens, completion)
             writer.close()
             raise _Closed
+        # Counted before the end of the stream, so a client that saw the end sees the total.
+        self._count(plan.prompt_tokens, plan.completion_tokens)
         if not isinstance(behaviour, NoDone):
             if anthropic:
                 stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
@@ -1060,4 +1068,3 @@ class FakeUpstream:
                 writer.write(frame(b"data: [DONE]\n\n"))
         writer.write(b"0\r\n\r\n")
         await writer.drain()
-        self._count(plan.prompt_tokens, plan.completion_tokens)
