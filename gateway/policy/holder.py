@@ -51,7 +51,7 @@ class PolicyHolder:
         self._on_swap = on_swap
         self._on_reject = on_reject
         self._current: Generation | None = None
-        self._mtime: float | None = None
+        self._stamp: _Stamp | None = None
         self._retired: set[asyncio.Task[None]] = set()
         self.reload_failures = 0
         self.last_errors: list[str] = []
@@ -63,13 +63,13 @@ class PolicyHolder:
 
     def load_initial(self) -> Generation:
         """First load at start-up; raises PolicyLoadError so the process refuses to start."""
-        self._mtime = _mtime(self.path)
+        self._stamp = _stamp(self.path)
         self._current = self._build(load_policy(self.path), number=1)
         return self._current
 
     def reload(self) -> tuple[bool, list[str]]:
         """Re-read the file; swap on success, keep the old generation and report on failure."""
-        self._mtime = _mtime(self.path)
+        self._stamp = _stamp(self.path)
         try:
             policy = load_policy(self.path)
         except PolicyLoadError as exc:
@@ -77,8 +77,10 @@ class PolicyHolder:
             self.last_errors = [str(p) for p in exc.problems]
             log.error(
                 "policy reload rejected; previous policy keeps serving",
-                extra={"problems": self.last_errors},
+                extra={"fields": {"path": str(self.path), "problems": self.last_errors}},
             )
+            if self._on_reject is not None:
+                self._on_reject(self.last_errors)
             return False, self.last_errors
         old = self.current
         new = self._build(policy, number=old.number + 1, previous=old.backends)
@@ -100,14 +102,25 @@ class PolicyHolder:
         return True, []
 
     def changed_on_disk(self) -> bool:
-        return _mtime(self.path) != self._mtime
+        return _stamp(self.path) != self._stamp
 
     async def watch(self, interval_s: float) -> None:
-        """Poll the file's mtime; reload when it changes. Runs until cancelled."""
+        """Poll the file's stamp; reload when it changes. Runs until cancelled.
+
+        A half-written file (an editor saving in place) is rejected like any invalid one; the
+        rest of the write changes the size or mtime, so the next poll tries again.
+        """
         while True:
             await asyncio.sleep(interval_s)
             if self.changed_on_disk():
-                self.reload()
+                try:
+                    self.reload()
+                except Exception:
+                    # Building connectors for a valid policy failed: keep serving and watching.
+                    self.reload_failures += 1
+                    log.exception("policy reload failed; previous policy keeps serving")
+                    if self._on_reject is not None:
+                        self._on_reject(["policy reload failed: see the log"])
 
     async def aclose(self) -> None:
         for task in list(self._retired):
@@ -140,8 +153,13 @@ async def _close_later(connectors: list[Connector], delay_s: float) -> None:
         await connector.aclose()
 
 
-def _mtime(path: Path) -> float | None:
+# (mtime ns, size, inode): mtime alone misses a rewrite within the filesystem's timestamp tick.
+_Stamp = tuple[int, int, int]
+
+
+def _stamp(path: Path) -> _Stamp | None:
     try:
-        return os.stat(path).st_mtime_ns / 1e9
+        st = os.stat(path)
     except OSError:
         return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
