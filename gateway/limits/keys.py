@@ -1,9 +1,10 @@
 """Virtual API keys: minting, storage (hash only) and the hot-path check with a short cache.
 
-A key reads `sg-<key_id>-<secret>`: `key_id` (12 hex chars) is public and indexes the row,
-`secret` (43 url-safe chars, 256 bits) is only ever stored as its sha256 and compared in
-constant time. Verified keys are cached in memory for `cache_ttl_s` (default 5 s): a revoked
-key stops working on every replica within that TTL, without a database read per request.
+A key reads `sg-<key_id>-<secret>`: `key_id` (12 hex chars) is public and indexes the row;
+`secret` (43 alphanumerics, 256 bits, no `-`/`_` so a double click selects the whole key) is
+only ever stored as its sha256 and compared in constant time. Verified keys are cached in
+memory for `ttl_s` (default 5 s): a revoked key stops working on every replica within that
+TTL, without a database read per request.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import string
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -27,7 +29,8 @@ from gateway.core.errors import RateLimited
 from gateway.limits.tables import api_keys, teams
 
 PREFIX = "sg-"
-_KEY = re.compile(r"^sg-([0-9a-f]{12})-([A-Za-z0-9_\-]{43})$")
+_KEY = re.compile(r"^sg-([0-9a-f]{12})-([A-Za-z0-9]{43})$")
+_ALPHABET = string.ascii_letters + string.digits
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,7 @@ def create_key(
 ) -> tuple[str, KeyInfo]:
     """Mint a key for `team` (created if new); returns the plaintext (shown once) and the row."""
     key_id = secrets.token_hex(6)
-    secret = secrets.token_urlsafe(32)
+    secret = "".join(secrets.choice(_ALPHABET) for _ in range(43))
     now = datetime.now(UTC)
     with engine.begin() as conn:
         exists = conn.execute(select(teams.c.name).where(teams.c.name == team)).first()
