@@ -1,6 +1,8 @@
 """`stepgate simulate`: replay recorded traffic under one policy (or two, side by side).
 
-`register(app)` adds the command to the lead's typer app. Nothing here calls a backend.
+`register(app)` adds the command to the lead's typer app. Nothing here calls a backend. The
+replay machinery is imported inside the command: every CLI start (`stepgate serve` too) imports
+this module.
 """
 
 from __future__ import annotations
@@ -16,10 +18,7 @@ from typing import IO, Annotated
 import orjson
 import typer
 
-from gateway.simulate.costing import CostModel, GpuTime
-from gateway.simulate.replay import Replayer, Scenario
-from gateway.simulate.report import PolicySummary, Report
-from gateway.simulate.traffic import TrafficLineError, iter_lines, parse_line
+from gateway.simulate.gputime import GpuTime
 
 ERRORS_SHOWN = 50
 PROGRESS_MIN_BYTES = 1 << 20  # auto progress bar from 1 MiB of traffic, on a terminal
@@ -83,6 +82,10 @@ def simulate(
     from gateway.classify.classifier import Classifier
     from gateway.classify.model import WeightsError
     from gateway.policy.loader import PolicyLoadError, load_policy
+    from gateway.simulate.costing import CostModel
+    from gateway.simulate.replay import Replayer, Scenario
+    from gateway.simulate.report import PolicySummary, Report
+    from gateway.simulate.traffic import TrafficLineError, iter_lines, parse_line
 
     gpu = GpuTime(
         output_tokens_per_s=gpu_tokens_per_s,
