@@ -209,9 +209,9 @@ def raw_reasons(engine: Engine) -> dict[str, tuple[int, int, int, int, int]]:
             .where(failed)
             .group_by(reason)
         )
-        for row in conn.execute(stmt):
-            out[row[0]][3] += int(row[1])
-            out[row[0]][4] += int(row[2])
+        for key, cost, extra in conn.execute(stmt).tuples():
+            out[key][3] += int(cost)
+            out[key][4] += int(extra)
     return {k: (v[0], v[1], v[2], v[3], v[4]) for k, v in out.items()}
 
 
