@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from gateway.core.types import Usage
 from gateway.ledger.pricing import Price, Pricebook
-from gateway.policy.models import Policy
+from gateway.policy.models import Policy, Pricing
 
 
 def _policy(baseline: str = "ar") -> Policy:
@@ -55,3 +57,15 @@ def test_unknown_price_is_none_not_zero() -> None:
     assert book.unknown() == ["mystery"]
     no_baseline = Pricebook(_policy(baseline="mystery"), {"ar": AR})
     assert no_baseline.attempt_costs("ar", usage, elapsed_s=0.1) == (20_000, None)
+
+
+def test_gpu_hour_rate_is_exact_and_schemes_do_not_mix() -> None:
+    # $0.0000000015/h is 1.5 nano-dollars an hour: truncating it to 1 would lose a third.
+    price = Price.from_policy(Pricing(gpu_hour_usd=Decimal("0.0000000015")))
+    assert price.cost_nanos(Usage(prompt_tokens=1, completion_tokens=1), elapsed_s=3600 * 1000) == (
+        1500
+    )
+    with pytest.raises(ValueError, match="not both"):
+        Price(gpu_hour_nanos=Decimal(1), input_nanos_per_token=Decimal(1))
+    with pytest.raises(ValueError, match="both the input and the output"):
+        Price(input_nanos_per_token=Decimal(1))
