@@ -8,7 +8,7 @@ replicas seeding at the same time never add up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -31,13 +31,16 @@ class PeriodWindow:
     period: Period
     start: datetime
     end: datetime
+    tag: str = field(init=False)
+    end_s: float = field(init=False)
 
-    @property
-    def tag(self) -> str:
-        return self.start.strftime("d%Y-%m-%d" if self.period == "daily" else "m%Y-%m")
+    def __post_init__(self) -> None:
+        fmt = "d%Y-%m-%d" if self.period == "daily" else "m%Y-%m"
+        object.__setattr__(self, "tag", self.start.strftime(fmt))
+        object.__setattr__(self, "end_s", self.end.timestamp())
 
-    def ttl_s(self, now: datetime) -> int:
-        return max(1, int((self.end - now).total_seconds())) + GRACE_S
+    def ttl_s(self, now_s: float) -> int:
+        return max(1, int(self.end_s - now_s)) + GRACE_S
 
 
 def window(period: Period, now: datetime) -> PeriodWindow:
@@ -47,6 +50,23 @@ def window(period: Period, now: datetime) -> PeriodWindow:
     start = day.replace(day=1)
     end = (start + timedelta(days=32)).replace(day=1)
     return PeriodWindow(period, start, end)
+
+
+class Periods:
+    """The current day and month windows, recomputed only when the UTC day changes (building
+    them costs tens of microseconds; the hot path reads them on every request)."""
+
+    def __init__(self) -> None:
+        self._day = -1
+        self._windows: dict[Period, PeriodWindow] = {}
+
+    def current(self, now_s: float) -> dict[Period, PeriodWindow]:
+        day = int(now_s // 86_400)
+        if day != self._day:
+            now = datetime.fromtimestamp(now_s, tz=UTC)
+            self._windows = {"daily": window("daily", now), "monthly": window("monthly", now)}
+            self._day = day
+        return self._windows
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import NamedTuple
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,8 +45,7 @@ log = logging.getLogger("stepgate.limits")
 StoreErrorHook = Callable[[str, str], None]  # (limit name, mode), e.g. Metrics.store_error
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(NamedTuple):
     """What `admit` charged, to be corrected by `settle` with the actual figures."""
 
     buckets: tuple[Bucket, ...] = ()  # token buckets (tpm) to correct
@@ -93,6 +94,7 @@ class Gate:
         self._idle = asyncio.Event()
         self._idle.set()
         self._last_log = 0.0
+        self._periods = budgets.Periods()
 
     @classmethod
     def build(
@@ -153,7 +155,7 @@ class Gate:
         if principal is None:
             return NOTHING
         limits = gen.policy.limits
-        team_limits = limits.teams.get(principal.team, TeamLimits())
+        team_limits = limits.teams.get(principal.team, _NO_TEAM_LIMITS)
         rate_mode = team_limits.on_store_error or limits.on_store_error.rate
         budget_mode = team_limits.on_store_error or limits.on_store_error.budget
         guess = budgets.estimate(request, profile, decision, gen)
@@ -173,7 +175,8 @@ class Gate:
                 )
                 buckets.append(bucket)
                 tpm.append(bucket)
-        now = datetime.now(UTC)
+        now_s = time.time()
+        current = self._periods.current(now_s)
         counters: list[Counter] = []
         caps = (
             ("key", principal.key_id, "daily", k.daily_budget_nanos),
@@ -185,11 +188,11 @@ class Gate:
         for scope, ident, period, cap in caps:
             if cap is None:
                 continue
-            win = budgets.window(period, now)  # type: ignore[arg-type]
+            win = current[period]  # type: ignore[index]
             key = f"{p}b:{scope}:{ident}:{win.tag}"
             windows[key] = (scope, ident, win)  # type: ignore[assignment]
             counters.append(
-                Counter(f"{scope}_{period}_budget", key, cap, guess.cost_nanos, win.ttl_s(now))
+                Counter(f"{scope}_{period}_budget", key, cap, guess.cost_nanos, win.ttl_s(now_s))
             )
         if not buckets and not counters:
             return NOTHING
@@ -375,8 +378,16 @@ class Gate:
             log.warning("limits store error (%s); applying %s", exc, modes)
 
 
-def _nanos(usd: object) -> int | None:
-    return None if usd is None else usd_to_nanos(usd)  # type: ignore[arg-type]
+_NO_TEAM_LIMITS = TeamLimits()
+
+
+def _nanos(usd: Decimal | None) -> int | None:
+    return None if usd is None else _usd_nanos(usd)
+
+
+@lru_cache(maxsize=1024)
+def _usd_nanos(usd: Decimal) -> int:
+    return usd_to_nanos(usd)
 
 
 def _team(principal: Principal | None) -> str | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 WINDOW_S = 60.0  # bucket refill period: capacities are per minute
 
@@ -28,16 +28,16 @@ class StoreUnavailable(Exception):
     """The shared store could not be reached or answered with an error."""
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
+# Buckets and counters are built per request on the hot path: NamedTuples are the cheapest
+# immutable records to construct.
+class Bucket(NamedTuple):
     name: str  # limit name for errors and metrics, e.g. "key_rpm"
     key: str
     capacity: int
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
-class Counter:
+class Counter(NamedTuple):
     name: str  # e.g. "team_daily_budget"
     key: str
     limit: int
@@ -57,8 +57,7 @@ class Admission:
 ADMITTED = Admission(ok=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Seed:
+class Seed(NamedTuple):
     key: str
     value: int
     ttl_s: int
