@@ -35,7 +35,8 @@ BENCH = Path(__file__).resolve().parent
 TEAM_LIMITS = """
 limits:
   teams:
-    bench: {rpm: 100000000, tpm: 1000000000, daily_budget_usd: "100000", monthly_budget_usd: "1000000"}
+    bench:
+      {rpm: 100000000, tpm: 1000000000, daily_budget_usd: "100000", monthly_budget_usd: "1000000"}
 """
 
 
@@ -122,7 +123,8 @@ def main() -> None:
         for name, store in (("in-process", MemoryStore()), ("redis", RedisStore(args.redis))):
             wall, cpu = asyncio.run(measure(store, engine, holder, key, args.n))
             print(
-                f"{name:10s} auth+limits: {wall:7.1f} µs/request wall, {cpu:7.1f} µs CPU (n={args.n})"
+                f"{name:10s} auth+limits: {wall:7.1f} µs/request wall, "
+                f"{cpu:7.1f} µs CPU (n={args.n})"
             )
         engine.dispose()
 
