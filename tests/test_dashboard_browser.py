@@ -51,7 +51,9 @@ class Page:
         method = message.get("method")
         params = message.get("params", {})
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "warning"):
-            self.console.append(" ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
+            self.console.append(
+                " ".join(str(a.get("value", a.get("description"))) for a in params["args"])
+            )
         elif method == "Runtime.exceptionThrown":
             self.exceptions.append(json.dumps(params.get("exceptionDetails", {}))[:2000])
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
@@ -75,7 +77,9 @@ class Page:
         last: Any = None
         while time.monotonic() < deadline:
             try:
-                last = self.evaluate(f"(() => {{ try {{ return {expression}; }} catch (e) {{ return null; }} }})()")
+                last = self.evaluate(
+                    f"(() => {{ try {{ return {expression}; }} catch (e) {{ return null; }} }})()"
+                )
             except BrowserError:
                 last = None  # the page is navigating
             if last:
