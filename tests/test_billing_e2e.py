@@ -51,6 +51,7 @@ PRICES: dict[str, tuple[str, str]] = {
     "ar-anthropic": ("0.80", "4.00"),
 }
 BASELINE = "ar-openai"
+ADMIN_KEY = "billing-test-admin-key-0123456789"
 
 POLICY = """
 version: 1
@@ -170,6 +171,7 @@ def client(policy_path: Path, database_url: str, tmp_path: Path) -> Iterator[Any
         database_url=database_url,
         spool_dir=tmp_path / "spool",
         policy_poll_s=0,
+        admin_key=ADMIN_KEY,
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         yield c
@@ -262,6 +264,26 @@ def upstream_calls(*fakes: FakeUpstream) -> int:
     )
 
 
+def checked_escalations(client: Any) -> dict[str, Any]:
+    """The spend API's escalation figures for route `checked` over the last hour."""
+    resp = client.get(
+        "/v1/spend/escalations",
+        params={"range": "1h", "route": "checked"},
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    assert resp.status_code == 200, resp.text
+    routes = resp.json()["routes"]
+    if not routes:
+        return {"requests": 0, "escalations": 0, "reasons": {}}
+    (route,) = routes
+    names = ("requests", "escalated", "cost_nanos", "escalation_cost_nanos")
+    return {
+        "requests": route["requests"],
+        "escalations": route["escalations"],
+        "reasons": {x["reason"]: tuple(x[n] for n in names) for x in route["reasons"]},
+    }
+
+
 # -- non-streaming ---------------------------------------------------------------------------
 
 
@@ -319,6 +341,7 @@ def test_fallback_bills_the_ar_backend_that_answered(
 def test_escalation_bills_both_the_cheap_and_the_strong_answer(
     client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
 ) -> None:
+    before = checked_escalations(client)
     fake_dllm.set_reply(content='{"order_id": "A-7731", "amount": ')  # invalid JSON
     fake_openai.set_reply(content='{"order_id": "A-7731", "amount": 12.5}')
     r = post(client, extract_body(), "extract")
@@ -337,6 +360,21 @@ def test_escalation_bills_both_the_cheap_and_the_strong_answer(
     )
     assert header_nanos(r.headers["x-stepgate-cost-usd"]) == req["cost_nanos"]
     assert upstream_calls(fake_dllm, fake_openai) == len(atts) == 2
+    # The reason and what the escalation cost reach the spend API (read from the rollups);
+    # compared with a snapshot taken before, as the PostgreSQL ledger is shared by the session.
+    after = checked_escalations(client)
+    assert after["escalations"] - before["escalations"] == 1
+    assert after["requests"] - before["requests"] == 1
+    assert after["reasons"].keys() == {"invalid_json"} | before["reasons"].keys()
+    n, escalated, cost, extra = (
+        a - b
+        for a, b in zip(
+            after["reasons"]["invalid_json"],
+            before["reasons"].get("invalid_json", (0, 0, 0, 0)),
+            strict=True,
+        )
+    )
+    assert (n, escalated, cost, extra) == (1, 1, req["cost_nanos"], atts[1]["cost_nanos"])
 
 
 # -- streaming -------------------------------------------------------------------------------
