@@ -233,7 +233,9 @@ def test_escalation_reasons_and_top_keys_match_the_records(
         if r.escalated:
             expected[str(r.escalation_reason)] = expected.get(str(r.escalation_reason), 0) + 1
     assert {g["reason"]: g["requests"] for g in reasons["groups"]} == expected
-    assert reasons["total"] == sum(expected.values())
+    assert reasons["total"] == sum(expected.values()) and reasons["capped"] is False
+    month = client.get("/dashboard/api/escalations", params={"range": "30d"}).json()
+    assert month["capped"] is True and month["groups"] == reasons["groups"]
     counts = [g["requests"] for g in reasons["groups"]]
     assert counts == sorted(counts, reverse=True)
 

@@ -35,8 +35,9 @@ from gateway.ledger.tables import GRAINS, requests, rollups
 
 MAX_PAGE = 200
 TOP_LIMIT = 10
-# Top keys sum raw rows (keys are no rollup dimension): at most this much of the window.
-KEYS_MAX_SPAN_S = 7 * 86400
+# Top keys and escalation reasons sum raw rows (neither is a rollup dimension): they read at
+# most this much of the window, the most recent part, so they stay fast on a large ledger.
+RAW_MAX_SPAN_S = 7 * 86400
 
 # Filters name the rollup dimensions; these are the same facts on the raw rows.
 _FILTER_COLUMNS = {
@@ -198,8 +199,20 @@ def recent_requests(
     return body
 
 
-def escalation_reasons(engine: Engine, *, window: Window, filters: Filters) -> dict[str, Any]:
-    """Escalated requests per reason (most frequent first) and what they cost in total."""
+def _capped(window: Window, max_span_s: int) -> tuple[Window, bool]:
+    """The last `max_span_s` of `window` (a "7d" window runs to the end of the current minute:
+    that minute is allowed before capping)."""
+    if window.until - window.since > max_span_s + GRAINS["minute"]:
+        return Window(window.until - max_span_s, window.until), True
+    return window, False
+
+
+def escalation_reasons(
+    engine: Engine, *, window: Window, filters: Filters, max_span_s: int = RAW_MAX_SPAN_S
+) -> dict[str, Any]:
+    """Escalated requests per reason (most frequent first) and what they cost in total, over
+    at most the last `max_span_s` seconds of the window (`capped`, `since` as read)."""
+    read, capped = _capped(window, max_span_s)
     reason = func.coalesce(requests.c.escalation_reason, literal("unspecified")).label("reason")
     stmt = (
         select(
@@ -207,7 +220,7 @@ def escalation_reasons(engine: Engine, *, window: Window, filters: Filters) -> d
             func.count().label("requests"),
             func.sum(requests.c.cost_nanos).label("cost_nanos"),
         )
-        .where(and_(*_where(window, filters), requests.c.escalated.is_(True)))
+        .where(and_(*_where(read, filters), requests.c.escalated.is_(True)))
         .group_by(reason)
     )
     with _reading(engine) as conn:
@@ -224,7 +237,9 @@ def escalation_reasons(engine: Engine, *, window: Window, filters: Filters) -> d
         ),
         key=lambda g: (-g["requests"], g["reason"]),
     )
-    body = _head(window, filters)
+    body = _head(read, filters)
+    body["capped"] = capped
+    body["requested_since"] = _head(window, filters)["since"]
     body["total"] = sum(g["requests"] for g in groups)
     body["groups"] = groups
     return body
@@ -236,7 +251,7 @@ def top_keys(
     window: Window,
     filters: Filters,
     limit: int = TOP_LIMIT,
-    max_span_s: int = KEYS_MAX_SPAN_S,
+    max_span_s: int = RAW_MAX_SPAN_S,
 ) -> dict[str, Any]:
     """API keys by spend, largest first (requests without a key as None).
 
@@ -246,9 +261,7 @@ def top_keys(
     """
     if not 1 <= limit <= MAX_PAGE:
         raise QueryError(f"invalid limit {limit}: use 1 to {MAX_PAGE}")
-    # A "7d" window runs to the end of the current minute: allow that minute before capping.
-    capped = window.until - window.since > max_span_s + GRAINS["minute"]
-    read = Window(window.until - max_span_s, window.until) if capped else window
+    read, capped = _capped(window, max_span_s)
     cost = func.sum(func.coalesce(requests.c.cost_nanos, 0))
     stmt = (
         select(

@@ -212,6 +212,7 @@
       type: "bar", data: { labels, datasets },
       options: baseOptions({ indexAxis: "y", scales: { x: { beginAtZero: true, ticks: { precision: 0 }, grid: { color: "#eef2f7" } }, y: { grid: { display: false } } }, plugins: { legend: { display: false } } }),
     }, "No escalations in this range: every cheap answer passed its checks.");
+    $("#escalations-note").textContent = reasons.capped ? "· last 7 days of the range" : "";
     return { labels, datasets };
   }
 
@@ -275,7 +276,7 @@
       { text: usd(k.baseline_cost_nanos), cls: "num" },
     ]);
     fillTable("t-keys", rows, "No keyed traffic in this range.", 5);
-    $("#keys-note").textContent = keys.capped ? "since " + stamp(keys.since) + " (last 7 days of the range)" : "";
+    $("#keys-note").textContent = keys.capped ? "last 7 days of the range" : "";
   }
 
   function renderRecent(recent, totals) {
@@ -436,6 +437,7 @@
       }
       loads += 1;
       document.body.dataset.loads = String(loads);
+      document.body.dataset.readyMs = String(Math.round(performance.now()));
       document.body.dataset.state = empty ? "empty" : "ready";
     } catch (err) {
       if (mine !== generation) return;
@@ -488,6 +490,7 @@
     Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
     Chart.defaults.color = "#475569";
     readUrl();
+    document.querySelectorAll("#empty code").forEach((c) => { c.textContent = c.textContent.replace(/<gateway>/g, location.host); });
     if (state.range === "custom") {
       $("#since").value = state.since.slice(0, 16);
       $("#until").value = state.until.slice(0, 16);
