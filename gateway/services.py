@@ -84,6 +84,11 @@ class Services:
     async def start(self) -> None:
         if self.settings.policy_poll_s > 0:
             self._tasks.append(asyncio.create_task(self.holder.watch(self.settings.policy_poll_s)))
+        policy = self.holder.current.policy
+        if self.settings.preload_ar and any(b.type == "litellm" for b in policy.backends.values()):
+            # Off the start-up path: the server answers while litellm loads in a thread, and
+            # /readyz shows each AR backend's `ready` flip to true when it is done.
+            self._tasks.append(asyncio.create_task(self.factory.warm_litellm()))
 
     async def aclose(self) -> None:
         for task in self._tasks:

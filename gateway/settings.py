@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # Where ledger records wait while the database is unreachable.
     spool_dir: Path = Path("stepgate-spool")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Import litellm in the background right after start-up (true), or only when an AR backend
+    # is first used (false: lowest memory while no AR backend is used; the first AR call waits).
+    preload_ar: bool = True
     # Seconds between checks of the policy file for changes (0 disables the watcher).
     policy_poll_s: float = Field(default=2.0, ge=0)
 

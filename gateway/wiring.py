@@ -36,3 +36,7 @@ class ConnectorFactory:
     @property
     def litellm_loaded(self) -> bool:
         return self._litellm.loaded
+
+    async def warm_litellm(self) -> None:
+        """Import litellm now (in a worker thread) instead of on the first AR request."""
+        await self._litellm.get()

@@ -29,16 +29,16 @@ backends:
     model: openai/gpt-4.1-mini
     api_key_env: TEST_OPENAI_KEY
     base_url: {openai}
-    timeouts: {{connect_s: 1, request_s: 15}}
+    timeouts: {{connect_s: 1, request_s: 40}}
   ar-anthropic:
     type: litellm
     model: anthropic/claude-haiku-4-5
     api_key_env: TEST_ANTHROPIC_KEY
     base_url: {anthropic}
-    timeouts: {{connect_s: 1, request_s: 15}}
+    timeouts: {{connect_s: 1, request_s: 40}}
 baseline: ar-openai
 retry: {{max_attempts: 2, backoff_base_ms: 10, backoff_max_ms: 50, max_retry_after_s: 3}}
-request_timeout_s: 20
+request_timeout_s: 60
 aliases:
   gpt-4.1-mini: ar-openai
   claude-haiku: ar-anthropic
