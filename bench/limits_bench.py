@@ -118,6 +118,10 @@ def main() -> None:
                 rpm=10**8, tpm=10**9, daily_budget_nanos=10**18, monthly_budget_nanos=10**18
             ),
         )
+        # A machine-speed reference to compare runs on shared or loaded hosts by.
+        t0 = time.process_time()
+        sum(range(10**7))
+        print(f"reference: sum(range(10**7)) took {time.process_time() - t0:.3f} s CPU")
         holder = PolicyHolder(policy, ConnectorFactory())
         holder.load_initial()
         for name, store in (("in-process", MemoryStore()), ("redis", RedisStore(args.redis))):
