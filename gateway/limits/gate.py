@@ -158,9 +158,13 @@ class Gate:
         team_limits = limits.teams.get(principal.team, _NO_TEAM_LIMITS)
         rate_mode = team_limits.on_store_error or limits.on_store_error.rate
         budget_mode = team_limits.on_store_error or limits.on_store_error.budget
-        guess = budgets.estimate(request, profile, decision, gen)
         p = self.options.key_prefix
         k, t = principal.limits, team_limits
+        if not (k.rpm or k.tpm or k.daily_budget_nanos or k.monthly_budget_nanos) and not (
+            t.rpm or t.tpm or t.daily_budget_usd or t.monthly_budget_usd
+        ):
+            return NOTHING
+        guess = budgets.estimate(request, profile, decision, gen)
         scopes = (("key", principal.key_id), ("team", principal.team))
         buckets: list[Bucket] = []
         tpm: list[Bucket] = []
