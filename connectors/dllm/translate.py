@@ -31,6 +31,9 @@ def request_body(backend: DllmBackend, request: ChatRequest, *, stream: bool) ->
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
+        if backend.engine == "vllm":
+            # Usage on every chunk: a stream the client abandons is billed exactly.
+            body["stream_options"]["continuous_usage_stats"] = True
     if returns_logprobs(backend):
         body["logprobs"] = True
         if backend.top_logprobs:
