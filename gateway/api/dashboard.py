@@ -2,7 +2,7 @@
 
 The page itself is static HTML + JS (gateway/dashboard/) that calls `/v1/spend/*` for every
 rollup figure and `/dashboard/api/*` for what the rollups do not hold (recent requests,
-escalation reasons, top keys, filter choices). Sign-in stores the admin key in an HttpOnly,
+top keys, filter choices). Sign-in stores the admin key in an HttpOnly,
 SameSite=Strict cookie that `admin_auth` accepts on every admin endpoint.
 """
 
@@ -207,11 +207,6 @@ async def recent_requests(request: Request) -> Response:
     )
 
 
-async def escalations(request: Request) -> Response:
-    require_admin(request)
-    return await _read(request, recent.escalation_reasons, **_window_filters(request, FILTERS))
-
-
 async def keys(request: Request) -> Response:
     require_admin(request)
     args = _window_filters(request, KEYS_PARAMS)
@@ -245,7 +240,6 @@ dashboard_routes: list[BaseRoute] = [
     Route("/dashboard/login", login, methods=["POST"]),
     Route("/dashboard/logout", logout, methods=["POST"]),
     Route("/dashboard/api/requests", recent_requests, methods=["GET"]),
-    Route("/dashboard/api/escalations", escalations, methods=["GET"]),
     Route("/dashboard/api/keys", keys, methods=["GET"]),
     Route("/dashboard/api/meta", meta, methods=["GET"]),
     Mount("/dashboard/static", app=DashboardStatic(directory=STATIC), name="dashboard-static"),

@@ -1,4 +1,4 @@
-"""Dashboard reads that the rollups cannot answer: recent requests, escalation reasons, top keys.
+"""Dashboard reads that the rollups cannot answer: recent requests, top keys, known teams.
 
 Every query is bounded by a window on `requests.started_at` (index `ix_requests_started_at`,
 or `ix_requests_team_started_at` with a team filter). The recent-requests list is keyset
@@ -35,8 +35,8 @@ from gateway.ledger.tables import GRAINS, requests, rollups
 
 MAX_PAGE = 200
 TOP_LIMIT = 10
-# Top keys and escalation reasons sum raw rows (neither is a rollup dimension): they read at
-# most this much of the window, the most recent part, so they stay fast on a large ledger.
+# Top keys sum raw rows (keys are no rollup dimension): they read at most this much of the
+# window, the most recent part, so they stay fast on a large ledger.
 RAW_MAX_SPAN_S = 7 * 86400
 
 # Filters name the rollup dimensions; these are the same facts on the raw rows.
@@ -205,44 +205,6 @@ def _capped(window: Window, max_span_s: int) -> tuple[Window, bool]:
     if window.until - window.since > max_span_s + GRAINS["minute"]:
         return Window(window.until - max_span_s, window.until), True
     return window, False
-
-
-def escalation_reasons(
-    engine: Engine, *, window: Window, filters: Filters, max_span_s: int = RAW_MAX_SPAN_S
-) -> dict[str, Any]:
-    """Escalated requests per reason (most frequent first) and what they cost in total, over
-    at most the last `max_span_s` seconds of the window (`capped`, `since` as read)."""
-    read, capped = _capped(window, max_span_s)
-    reason = func.coalesce(requests.c.escalation_reason, literal("unspecified")).label("reason")
-    stmt = (
-        select(
-            reason,
-            func.count().label("requests"),
-            func.sum(requests.c.cost_nanos).label("cost_nanos"),
-        )
-        .where(and_(*_where(read, filters), requests.c.escalated.is_(True)))
-        .group_by(reason)
-    )
-    with _reading(engine) as conn:
-        rows = list(conn.execute(stmt).mappings())
-    groups = sorted(
-        (
-            {
-                "reason": r["reason"],
-                "requests": int(r["requests"]),
-                "cost_nanos": int(r["cost_nanos"] or 0),
-                "cost_usd": format_usd(int(r["cost_nanos"] or 0)),
-            }
-            for r in rows
-        ),
-        key=lambda g: (-g["requests"], g["reason"]),
-    )
-    body = _head(read, filters)
-    body["capped"] = capped
-    body["requested_since"] = _head(window, filters)["since"]
-    body["total"] = sum(g["requests"] for g in groups)
-    body["groups"] = groups
-    return body
 
 
 def top_keys(

@@ -111,6 +111,11 @@
     for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
     return q;
   }
+  function escalationParams() {
+    const q = windowParams();
+    q.delete("backend"); // escalation rollups have no backend dimension
+    return q;
+  }
   function recentParams() {
     const q = withParams({ limit: String(PAGE_SIZE) });
     const cursor = state.cursors[state.page];
@@ -205,14 +210,18 @@
     return { labels, datasets };
   }
 
-  function drawEscalations(reasons) {
-    const labels = reasons.groups.map((g) => g.reason);
-    const datasets = [{ label: "Escalated requests", data: reasons.groups.map((g) => g.requests), backgroundColor: labels.map((_, i) => PALETTE[(i + 3) % PALETTE.length]), borderRadius: 3 }];
+  function drawEscalations(report) {
+    const groups = report.reasons || [];
+    const labels = groups.map((g) => g.reason);
+    const datasets = [
+      { label: "Escalated", data: groups.map((g) => g.escalated), backgroundColor: "#db2777", stack: "r", borderRadius: 3 },
+      { label: "Flagged as draft", data: groups.map((g) => g.drafts), backgroundColor: "#f59e0b", stack: "r", borderRadius: 3 },
+    ];
     draw("chart-escalations", {
       type: "bar", data: { labels, datasets },
-      options: baseOptions({ indexAxis: "y", scales: { x: { beginAtZero: true, ticks: { precision: 0 }, grid: { color: "#eef2f7" } }, y: { grid: { display: false } } }, plugins: { legend: { display: false } } }),
-    }, "No escalations in this range: every cheap answer passed its checks.");
-    $("#escalations-note").textContent = reasons.capped ? "· last 7 days of the range" : "";
+      options: baseOptions({ indexAxis: "y", scales: { x: { stacked: true, beginAtZero: true, ticks: { precision: 0 }, grid: { color: "#eef2f7" } }, y: { stacked: true, grid: { display: false } } }, plugins: { legend: { position: "bottom" } } }),
+    }, "No failed checks in this range: every cheap answer passed.");
+    $("#escalations-note").textContent = state.backend ? "· all backends (reasons are kept per route, team and kind)" : "";
     return { labels, datasets };
   }
 
@@ -399,7 +408,7 @@
         getJson("/v1/spend/summary", withParams({ group_by: "team" })),
         getJson("/v1/spend/timeseries", withParams({ bucket })),
         getJson("/v1/spend/timeseries", withParams({ bucket, group_by: "route" })),
-        getJson("/dashboard/api/escalations", withParams()),
+        getJson("/v1/spend/escalations", escalationParams()),
         getJson("/dashboard/api/keys", withParams({ limit: "10" })),
         getJson("/dashboard/api/requests", recentParams()),
       ]);
