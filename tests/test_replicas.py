@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,11 +97,17 @@ def test_budget_holds_across_two_replicas(tmp_path: Path, fakes: tuple[FakeUpstr
             "STEPGATE_POLICY_POLL_S": "0",
         }
         with ExitStack() as stack:
-            urls = []
+            # Start both replicas at once (start-up is the slow part of this test).
+            contexts = []
             for i in range(2):
                 work = tmp_path / f"replica{i}"
                 work.mkdir()
-                urls.append(stack.enter_context(serve(policy, work, env=env)))
+                contexts.append(serve(policy, work, env=env))
+            with ThreadPoolExecutor(2) as pool:
+                futures = [pool.submit(cm.__enter__) for cm in contexts]
+                for cm in contexts:  # a context whose start failed exits as a no-op
+                    stack.push(cm.__exit__)
+                urls = [f.result() for f in futures]
 
             async def burst() -> list[int]:
                 async with httpx.AsyncClient(timeout=30) as client:
