@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -191,8 +192,23 @@ def test_redis_outage_mid_load_follows_each_limits_mode(
             before = [call(rate_key).status_code for _ in range(5)]
             before += [call(budget_key).status_code for _ in range(5)]
             assert before == [200] * 10
+            # Background load on the rate-limited key through the whole outage and recovery.
+            stop = threading.Event()
+            load: list[int] = []
+
+            def background() -> None:
+                with httpx.Client(timeout=10) as own:
+                    while not stop.is_set():
+                        r = own.post(
+                            f"{url}/v1/chat/completions", json=BODY, headers=bearer(rate_key)
+                        )
+                        load.append(r.status_code)
+
+            worker = threading.Thread(target=background)
+            worker.start()
             during_rate, during_budget = [], []
             try:
+                time.sleep(0.3)
                 _redis_down()
                 for _ in range(10):
                     during_rate.append(call(rate_key).status_code)
@@ -200,8 +216,12 @@ def test_redis_outage_mid_load_follows_each_limits_mode(
                     during_budget.append((r.status_code, r.json().get("error", {}).get("code")))
             finally:
                 _redis_up()
+            time.sleep(0.3)
+            stop.set()
+            worker.join()
             assert during_rate == [200] * 10  # rate: open -> keeps serving
             assert during_budget == [(429, "limits_store_unavailable")] * 10  # budget: closed
+            assert len(load) > 10 and set(load) == {200}, load  # never a failed request
             metrics = client.get(f"{url}/metrics").text
             assert 'stepgate_store_errors_total{limit="key_rpm",mode="open"}' in metrics
             assert 'stepgate_store_errors_total{limit="key_daily_budget",mode="closed"}' in metrics
