@@ -236,6 +236,19 @@ def start_mock(workdir: Path, *, model_ms: float, tokens: int) -> Server:
     return server
 
 
+def precompile() -> None:
+    """Byte-compile gateway/ and connectors/ as a built image would (this machine sets
+    PYTHONDONTWRITEBYTECODE, so without this every start recompiles our modules)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "gateway", "connectors"],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
 def stepgate_env(workdir: Path, upstream_v1: str) -> dict[str, str]:
     return {
         "STEPGATE_DATABASE_URL": f"sqlite:///{workdir}/ledger.db",
@@ -358,7 +371,7 @@ def wrk(
     connections: int,
     duration_s: float,
     workdir: Path,
-    rate: int | None = None,
+    delay_ms: float | None = None,
 ) -> dict[str, Any]:
     """One closed-loop wrk run (1 thread, `connections` in flight); its done() summary."""
     exe = shutil.which("wrk")
@@ -371,6 +384,7 @@ def wrk(
         "BENCH_AUTH": load.auth or "",
         "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in load.headers),
         "BENCH_OUT": str(out),
+        "BENCH_DELAY_MS": str(delay_ms or ""),
     }
     argv = [
         exe,
@@ -431,6 +445,19 @@ def measure(
     }
 
 
+def cpu_calibration_s() -> float:
+    """CPU seconds for a fixed pure-Python loop (10M additions): how fast a core is right now.
+
+    Recorded with every result so CPU-per-request figures from a shared, throttled machine can
+    be read against it: a run where this is 3x higher has its CPU costs inflated about 3x.
+    """
+    t = time.process_time()
+    s = 0
+    for i in range(10_000_000):
+        s += i
+    return round(time.process_time() - t, 3)
+
+
 def machine_info() -> dict[str, Any]:
     import platform
 
@@ -439,6 +466,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "loadavg_start": os.getloadavg(),
+        "cpu_calibration_s": cpu_calibration_s(),
     }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -5,6 +5,8 @@
 --   BENCH_AUTH       value of the Authorization header (optional)
 --   BENCH_HEADERS    extra headers, "Name: value" separated by "\n" (optional)
 --   BENCH_OUT        where done() writes its JSON summary
+--   BENCH_DELAY_MS   pause each connection this long between requests (optional; soak.py
+--                    uses it to hold a steady rate below the maximum)
 local function read_file(path)
   local f = assert(io.open(path, "rb"))
   local data = f:read("*a")
@@ -26,6 +28,13 @@ if extra and extra ~= "" then
     if name then
       wrk.headers[name] = value
     end
+  end
+end
+
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+if delay_ms and delay_ms > 0 then
+  function delay()
+    return delay_ms
   end
 end
 
