@@ -18,7 +18,7 @@ from gateway.ledger.tables import requests
 from gateway.limits.budgets import window
 from gateway.limits.keys import KeyLimits
 from tests.conftest import render_policy
-from tests.fakes.upstream import FakeUpstream, hang, persistent, status
+from tests.fakes.upstream import FakeUpstream, cut_stream, hang, persistent, status
 from tests.test_ledger_support import attempt
 from tests.test_limits_support import app_client, bearer, chat, mint
 
@@ -62,13 +62,14 @@ def _budget_key(scope: str, ident: str, period: str = "daily") -> str:
     return f"stepgate:b:{scope}:{ident}:{window(period, datetime.now(UTC)).tag}"  # type: ignore[arg-type]
 
 
-def _ledger_spend(url: str, key_id: str) -> tuple[int, int]:
+def _ledger_spend(url: str, key_id: str, *, ok_only: bool = True) -> tuple[int, int]:
     engine = create_db_engine(url)
     try:
         with engine.connect() as conn:
             row = conn.execute(
                 select(func.count(), func.coalesce(func.sum(requests.c.cost_nanos), 0)).where(
-                    requests.c.api_key_id == key_id, requests.c.status == 200
+                    requests.c.api_key_id == key_id,
+                    requests.c.status == 200 if ok_only else requests.c.status > 0,
                 )
             ).one()
     finally:
@@ -274,3 +275,24 @@ def test_store_errors_follow_each_limits_mode(tmp_path: Path, fakes: Any) -> Non
         metrics = client.get("/metrics").text
         assert 'stepgate_store_errors_total{limit="key_rpm",mode="open"} 9.0' in metrics
         assert 'stepgate_store_errors_total{limit="key_daily_budget",mode="closed"} 1.0' in metrics
+
+
+def test_streams_settle_at_what_was_billed_also_when_cut(tmp_path: Path, fakes: Any) -> None:
+    url = _db(tmp_path)
+    key, key_id = mint(url, "support", KeyLimits(daily_budget_nanos=10**9))
+    fakes[0].set_reply(content="one two three four five six", prompt_tokens=12)
+    fakes[0].script([cut_stream(after_chunks=3)])
+    with app_client(_policy(tmp_path, *fakes), tmp_path) as client:
+        for _ in range(2):  # the first is cut mid-stream, the second completes
+            with client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json=chat(stream=True, **DIRECT),
+                headers=bearer(key),
+            ) as r:
+                assert r.status_code == 200
+                r.read()
+        _flush(client)
+        count, spent = _ledger_spend(url, key_id, ok_only=False)
+        assert count == 2 and spent > 0  # the cut stream (502 in-stream) is billed too
+        assert _counter(client, _budget_key("key", key_id)) == spent
