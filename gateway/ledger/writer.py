@@ -67,16 +67,22 @@ class Ledger:
     ) -> Ledger:
         opts = options or LedgerOptions()
         engine = create_db_engine(database_url)
-        if opts.upgrade:
-            from gateway.db.migrate import upgrade
-
-            try:
-                await asyncio.to_thread(upgrade, database_url)
-            except SQLAlchemyError as exc:
-                log.error("ledger: database upgrade failed, records will be spooled: %s", exc)
         ledger = cls(engine=engine, spool=Spool(Path(spool_dir)), options=opts)
-        ledger._task = asyncio.create_task(ledger._run(), name="stepgate-ledger-writer")
+        upgrade_url = database_url if opts.upgrade else None
+        ledger._task = asyncio.create_task(
+            ledger._run(upgrade_url), name="stepgate-ledger-writer"
+        )
         return ledger
+
+    @staticmethod
+    async def _upgrade(database_url: str) -> None:
+        """Apply migrations before the first write; off the start-up path (records queue)."""
+        from gateway.db.migrate import upgrade
+
+        try:
+            await asyncio.to_thread(upgrade, database_url)
+        except SQLAlchemyError as exc:
+            log.error("ledger: database upgrade failed, records will be spooled: %s", exc)
 
     # -- the request path's side: never blocks, never raises --------------------------------
 
@@ -135,7 +141,9 @@ class Ledger:
     def _task_done(self) -> bool:
         return self._task is not None and self._task.done()
 
-    async def _run(self) -> None:
+    async def _run(self, upgrade_url: str | None = None) -> None:
+        if upgrade_url is not None:
+            await self._upgrade(upgrade_url)
         while True:
             batch: list[RequestRecord] = []
             try:
