@@ -71,6 +71,44 @@ def _frame_module(frame: str) -> tuple[str, str]:
     return module, short
 
 
+# Hot-path buckets: a sample goes to the first bucket (in this order) any of whose markers is
+# in one of its frames; the rest is the web server/framework and the event loop itself.
+BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("worker threads (ledger writer: SQLAlchemy + SQLite)", ("write_batch", "(thread.py)")),
+    ("litellm", ("litellm/",)),
+    ("upstream HTTP client (httpx/httpcore/anyio/h11)", ("httpx/", "httpcore/", "h11/")),
+    ("classifier", ("gateway/classify/",)),
+    ("confidence verdict", ("gateway/confidence/",)),
+    ("auth + limits", ("gateway/limits/",)),
+    ("request logging + redaction", ("logging/", "gateway/telemetry/logs", "redact.py")),
+    ("metrics + tracing", ("gateway/telemetry/",)),
+    ("ledger enqueue + pricing (request thread)", ("gateway/ledger/",)),
+    ("request parse (orjson + pydantic)", ("parse_chat", "read_json", "pydantic")),
+    ("response render", ("gateway/api/render",)),
+    ("connector translate", ("connectors/",)),
+    ("routing + dispatch + pipeline", ("gateway/routing", "gateway/dispatch", "gateway/pipeline")),
+    ("uvicorn + starlette", ("uvicorn/", "starlette/")),
+)
+
+
+def buckets(collapsed: Path) -> list[tuple[str, float]]:
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count_s)
+        total += n
+        for name, markers in BUCKETS:
+            if any(m in stack for m in markers):
+                counts[name] += n
+                break
+        else:
+            counts["event loop / other"] += n
+    return [(name, 100 * n / total) for name, n in counts.most_common()]
+
+
 def summarise(collapsed: Path, *, top: int = 40) -> str:
     self_mod: collections.Counter[str] = collections.Counter()
     self_fn: collections.Counter[str] = collections.Counter()
@@ -100,7 +138,9 @@ def summarise(collapsed: Path, *, top: int = 40) -> str:
             if m not in seen_mod:
                 incl_mod[m] += n
                 seen_mod.add(m)
-    lines = [f"samples: {total}", "", "self time by module:"]
+    lines = [f"samples: {total}", "", "buckets (each sample counted once, first match):"]
+    lines += [f"  {share:5.1f}%  {name}" for name, share in buckets(collapsed)]
+    lines += ["", "self time by module:"]
     lines += [f"  {100 * n / total:5.1f}%  {m}" for m, n in self_mod.most_common(top)]
     lines += ["", "inclusive time by module (any frame on the stack):"]
     lines += [f"  {100 * n / total:5.1f}%  {m}" for m, n in incl_mod.most_common(top)]
@@ -119,6 +159,7 @@ def profile_startup(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="stepgate-profile-"))
     mock = h.start_mock(workdir, model_ms=20.0, tokens=4)
     collapsed = workdir / "startup.collapsed"  # large (every import stack): not committed
+    h.precompile()
     try:
         env = h.stepgate_env(workdir, f"http://127.0.0.1:{mock.port}/v1")
         key, _ = h.create_virtual_key(env, workdir)
@@ -170,7 +211,7 @@ def profile_startup(args: argparse.Namespace) -> None:
     finally:
         mock.stop()
     text = f"start-up to first 200 on the dLLM route under py-spy: {secs:.2f}s\n\n"
-    text += summarise(collapsed, top=30)
+    text += summarise(collapsed, top=45)
     (args.out / "startup-top.txt").write_text(text)
     print(text)
 

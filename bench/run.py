@@ -437,6 +437,42 @@ def print_table(res: dict[str, Any]) -> None:
         )
 
 
+def markdown(res: dict[str, Any]) -> str:
+    """The README's tables, from a results file (`python bench/run.py --markdown FILE`)."""
+    sg, lp = res["stepgate"], res.get("litellm_proxy")
+    rows = [("direct upstream", res["direct"]), ("Stepgate, dLLM route", sg["dllm"])]
+    rows.append(("Stepgate, AR route (litellm)", sg["ar"]))
+    if lp:
+        rows.append(("LiteLLM proxy", lp["runs"]))
+    out = [
+        "| server | mode | c | RPS | p50 | p90 | p99 | added p50 | added p90 | CPU ms/req"
+        " | errors |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, runs in rows:
+        for mode in MODES:
+            for c in LEVELS:
+                r = runs[mode][str(c)]
+                cpu = "-" if r["cpu_ms_per_req"] is None else f"{r['cpu_ms_per_req']:.2f}"
+                added = (
+                    ("-", "-")
+                    if "added_p50_ms" not in r
+                    else (f"{r['added_p50_ms']:.2f}", f"{r['added_p90_ms']:.2f}")
+                )
+                out.append(
+                    f"| {name} | {mode} | {c} | {r['rps']:.1f} | {r['p50_ms']:.2f} |"
+                    f" {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {added[0]} | {added[1]} | {cpu} |"
+                    f" {r['errors']} |"
+                )
+    out += ["", "| budget (DESIGN.md) | value | limit | |", "|---|--:|--:|---|"]
+    for b in res["budgets"]:
+        v = "n/a" if b["value"] is None else f"{b['value']:.2f}{b['unit']}"
+        out.append(
+            f"| {b['budget']} | {v} | {b['limit']}{b['unit']} | {'PASS' if b['pass'] else 'FAIL'} |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -448,7 +484,11 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=4, help="mock answer tokens / stream chunks")
     ap.add_argument("--no-litellm", action="store_true", help="skip LiteLLM proxy")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--markdown", type=Path, help="print README tables from a results file")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())), end="")
+        return
     args.duration = args.duration or (4.0 if args.quick else 10.0)
     args.warmup = args.warmup or (1.0 if args.quick else 2.0)
 
