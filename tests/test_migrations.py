@@ -54,3 +54,18 @@ def test_postgres_urls_are_normalised_to_psycopg() -> None:
     assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
     with pytest.raises(ValueError, match="unsupported"):
         normalize_url("mysql://u@h/db")
+
+
+def test_start_up_head_check_names_alembic_head(tmp_path: Path) -> None:
+    from gateway.db.engine import create_db_engine
+    from gateway.db.migrate import upgrade
+    from gateway.db.revision import HEAD_REVISION, at_head
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert script.get_heads() == [HEAD_REVISION]
+    url = f"sqlite:///{tmp_path}/head.db"
+    engine = create_db_engine(url)
+    assert not at_head(engine)  # empty database: the gateway must migrate at start-up
+    upgrade(url)
+    assert at_head(engine)
+    engine.dispose()

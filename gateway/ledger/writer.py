@@ -22,6 +22,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 
 from gateway.core.records import RequestRecord
 from gateway.db.engine import create_db_engine
+from gateway.db.revision import at_head
 from gateway.ledger.spool import Spool, read_records
 from gateway.ledger.store import write_batch
 
@@ -67,16 +68,15 @@ class Ledger:
     ) -> Ledger:
         opts = options or LedgerOptions()
         engine = create_db_engine(database_url)
+        if opts.upgrade and not await asyncio.to_thread(at_head, engine):
+            # Only a new or older database pays for alembic (import and run) at start-up.
+            await cls._upgrade(database_url)
         ledger = cls(engine=engine, spool=Spool(Path(spool_dir)), options=opts)
-        upgrade_url = database_url if opts.upgrade else None
-        ledger._task = asyncio.create_task(
-            ledger._run(upgrade_url), name="stepgate-ledger-writer"
-        )
+        ledger._task = asyncio.create_task(ledger._run(), name="stepgate-ledger-writer")
         return ledger
 
     @staticmethod
     async def _upgrade(database_url: str) -> None:
-        """Apply migrations before the first write; off the start-up path (records queue)."""
         from gateway.db.migrate import upgrade
 
         try:
@@ -141,9 +141,7 @@ class Ledger:
     def _task_done(self) -> bool:
         return self._task is not None and self._task.done()
 
-    async def _run(self, upgrade_url: str | None = None) -> None:
-        if upgrade_url is not None:
-            await self._upgrade(upgrade_url)
+    async def _run(self) -> None:
         while True:
             batch: list[RequestRecord] = []
             try:
