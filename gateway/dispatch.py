@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from connectors.base import Connector
 from gateway.core.deadline import Deadline
@@ -23,6 +24,7 @@ from gateway.core.errors import (
     ProviderError,
     ProviderRejected,
     ProviderTimeout,
+    ProviderUnavailable,
 )
 from gateway.core.records import AttemptRole, Outcome
 from gateway.core.types import ChatRequest, Chunk, Completion, Usage
@@ -58,6 +60,7 @@ class Attempt:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 class Dispatcher:
@@ -107,37 +110,13 @@ class Dispatcher:
         *,
         role: AttemptRole | None = None,
     ) -> tuple[Connector, Completion]:
-        errors: list[ProviderError] = []
-        for index, name in enumerate(candidates):
-            connector = self.connectors[name]
-            tries = 0
-            while True:
-                if deadline.expired():
-                    errors.append(ProviderTimeout("request deadline reached", backend=name))
-                    raise AllBackendsFailed(errors)
-                attempt = self._start(name, role or self._role(index, tries), connector)
-                attempts.append(attempt)
-                tries += 1
-                try:
-                    completion = await connector.complete(request, deadline)
-                except ProviderError as exc:
-                    exc.backend = exc.backend or name
-                    attempt.finish(error=exc)
-                    errors.append(exc)
-                    if isinstance(exc, ProviderRejected):
-                        raise
-                    wait = self._wait_before_retry(exc, tries, deadline)
-                    if wait is None:
-                        break
-                    await self._sleep(wait)
-                    continue
-                except asyncio.CancelledError:
-                    attempt.finish(outcome="cancelled")
-                    raise
-                attempt.model = completion.model or attempt.model
-                attempt.finish(usage=completion.usage)
-                return connector, completion
-        raise AllBackendsFailed(errors)
+        async def call(connector: Connector, attempt: Attempt) -> Completion:
+            completion = await connector.complete(request, deadline)
+            attempt.model = completion.model or attempt.model
+            attempt.finish(usage=completion.usage)
+            return completion
+
+        return await self._each_candidate(candidates, deadline, attempts, role, call)
 
     async def open_stream(
         self,
@@ -148,7 +127,40 @@ class Dispatcher:
         *,
         role: AttemptRole | None = None,
     ) -> tuple[Connector, Attempt, Chunk, AsyncIterator[Chunk]]:
-        """Try candidates until one yields a first chunk; return it with the live iterator."""
+        """Try candidates until one yields a first chunk; return it with the live iterator.
+
+        The attempt stays open (the caller settles it when the stream ends)."""
+
+        async def call(
+            connector: Connector, attempt: Attempt
+        ) -> tuple[Attempt, Chunk, AsyncIterator[Chunk]]:
+            stream = connector.stream(request, deadline)
+            try:
+                first = await anext(aiter(stream))
+            except StopAsyncIteration:
+                await _close(stream)
+                raise ProviderUnavailable(
+                    f"{connector.name} sent an empty stream", backend=connector.name
+                ) from None
+            except BaseException:
+                await _close(stream)
+                raise
+            return attempt, first, stream
+
+        connector, (attempt, first, stream) = await self._each_candidate(
+            candidates, deadline, attempts, role, call
+        )
+        return connector, attempt, first, stream
+
+    async def _each_candidate(
+        self,
+        candidates: tuple[str, ...],
+        deadline: Deadline,
+        attempts: list[Attempt],
+        role: AttemptRole | None,
+        call: Callable[[Connector, Attempt], Awaitable[T]],
+    ) -> tuple[Connector, T]:
+        """The one retry/fallback loop: candidates in order, retries per the policy."""
         errors: list[ProviderError] = []
         for index, name in enumerate(candidates):
             connector = self.connectors[name]
@@ -160,31 +172,21 @@ class Dispatcher:
                 attempt = self._start(name, role or self._role(index, tries), connector)
                 attempts.append(attempt)
                 tries += 1
-                stream = connector.stream(request, deadline)
                 try:
-                    first = await anext(aiter(stream))
-                except StopAsyncIteration:
-                    exc: ProviderError = ProviderTimeout(
-                        f"{name} sent an empty stream", backend=name
-                    )
-                except ProviderError as err:
-                    exc = err
+                    return connector, await call(connector, attempt)
+                except ProviderError as exc:
+                    exc.backend = exc.backend or name
+                    attempt.finish(error=exc)
+                    errors.append(exc)
+                    if isinstance(exc, ProviderRejected):
+                        raise
+                    wait = self._wait_before_retry(exc, tries, deadline)
+                    if wait is None:
+                        break
+                    await self._sleep(wait)
                 except asyncio.CancelledError:
                     attempt.finish(outcome="cancelled")
-                    await _close(stream)
                     raise
-                else:
-                    return connector, attempt, first, stream
-                await _close(stream)
-                exc.backend = exc.backend or name
-                attempt.finish(error=exc)
-                errors.append(exc)
-                if isinstance(exc, ProviderRejected):
-                    raise exc
-                wait = self._wait_before_retry(exc, tries, deadline)
-                if wait is None:
-                    break
-                await self._sleep(wait)
         raise AllBackendsFailed(errors)
 
     @staticmethod
