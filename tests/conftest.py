@@ -84,16 +84,7 @@ def policy_file(
 @pytest.fixture
 def client(policy_file: Path, tmp_path: Path) -> Iterator[object]:
     """The app in-process (lifespan run), driven through Starlette's TestClient."""
-    from starlette.testclient import TestClient
+    from tests.app_client import running_app
 
-    from gateway.app import create_app
-    from gateway.settings import Settings
-
-    settings = Settings(
-        policy=policy_file,
-        database_url=f"sqlite:///{tmp_path}/ledger.db",
-        spool_dir=tmp_path / "spool",
-        policy_poll_s=0,
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with running_app(policy_file, tmp_path) as c:
         yield c

@@ -161,19 +161,9 @@ def policy_path(
 
 @pytest.fixture
 def client(policy_path: Path, database_url: str, tmp_path: Path) -> Iterator[Any]:
-    from starlette.testclient import TestClient
+    from tests.app_client import running_app
 
-    from gateway.app import create_app
-    from gateway.settings import Settings
-
-    settings = Settings(
-        policy=policy_path,
-        database_url=database_url,
-        spool_dir=tmp_path / "spool",
-        policy_poll_s=0,
-        admin_key=ADMIN_KEY,
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with running_app(policy_path, tmp_path, database_url=database_url, admin_key=ADMIN_KEY) as c:
         yield c
     engine = create_db_engine(database_url)
     try:

@@ -20,6 +20,7 @@ from gateway.db.engine import create_db_engine
 from gateway.db.migrate import upgrade
 from gateway.ledger.store import write_batch
 from gateway.settings import Settings
+from tests.app_client import running_app
 from tests.e2e_server import serve
 from tests.fakes.upstream import FakeUpstream
 from tests.test_dashboard_browser import CHROMIUM, Page, chromium
@@ -81,14 +82,7 @@ def _seed(url: str, records: list[RequestRecord]) -> None:
 
 @pytest.fixture
 def app_client(policy_file: Path, tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(
-        policy=policy_file,
-        database_url=f"sqlite:///{tmp_path}/ledger.db",
-        spool_dir=tmp_path / "spool",
-        policy_poll_s=0,
-        admin_key=ADMIN,
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with running_app(policy_file, tmp_path, admin_key=ADMIN) as client:
         yield client
 
 

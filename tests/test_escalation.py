@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.app_client import running_app
 from tests.fakes.upstream import FakeUpstream
 from tests.ledger_view import request_rows
 
@@ -65,20 +66,9 @@ SCHEMA = {
 
 @pytest.fixture
 def client(tmp_path: Path, fake_dllm: FakeUpstream, fake_openai: FakeUpstream) -> Iterator[Any]:
-    from starlette.testclient import TestClient
-
-    from gateway.app import create_app
-    from gateway.settings import Settings
-
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.format(dllm=fake_dllm.openai_base, openai=fake_openai.openai_base))
-    settings = Settings(
-        policy=policy,
-        database_url=f"sqlite:///{tmp_path}/ledger.db",
-        spool_dir=tmp_path / "spool",
-        policy_poll_s=0,
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with running_app(policy, tmp_path) as c:
         yield c
 
 

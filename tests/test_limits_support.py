@@ -10,6 +10,7 @@ from typing import Any
 from gateway.db.engine import create_db_engine
 from gateway.db.migrate import upgrade
 from gateway.limits.keys import KeyLimits, create_key, revoke_key
+from tests.app_client import running_app
 
 ADMIN_KEY = "admin-key-for-tests-0123456789"
 
@@ -36,19 +37,8 @@ def revoke(url: str, key_id: str) -> None:
 @contextmanager
 def app_client(policy_file: Path, tmp_path: Path, **settings: Any) -> Iterator[Any]:
     """The app in-process over a SQLite ledger in tmp_path, with extra Settings fields."""
-    from starlette.testclient import TestClient
 
-    from gateway.app import create_app
-    from gateway.settings import Settings
-
-    full = {
-        "policy": policy_file,
-        "database_url": f"sqlite:///{tmp_path}/ledger.db",
-        "spool_dir": tmp_path / "spool",
-        "policy_poll_s": 0,
-        **settings,
-    }
-    with TestClient(create_app(Settings(**full)), raise_server_exceptions=False) as c:
+    with running_app(policy_file, tmp_path, **settings) as c:
         yield c
 
 

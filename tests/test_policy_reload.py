@@ -19,6 +19,7 @@ import pytest
 
 from gateway.policy.holder import PolicyHolder
 from gateway.wiring import ConnectorFactory
+from tests.app_client import running_app
 from tests.e2e_server import serve
 from tests.fakes.upstream import FakeUpstream
 
@@ -260,19 +261,9 @@ def test_no_failed_request_while_the_policy_is_rewritten_under_load(
 
 @pytest.fixture
 def admin_client(policy_file: Path, tmp_path: Path, versions: dict[str, str]) -> Iterator[Any]:
-    from starlette.testclient import TestClient
 
-    from gateway.app import create_app
-    from gateway.settings import Settings
-
-    settings = Settings(
-        policy=policy_file,
-        database_url=f"sqlite:///{tmp_path}/ledger.db",
-        spool_dir=tmp_path / "spool",
-        policy_poll_s=0,  # only the endpoint reloads
-        admin_key=ADMIN_KEY,
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    # policy_poll_s=0 (running_app's default): only the endpoint reloads
+    with running_app(policy_file, tmp_path, admin_key=ADMIN_KEY) as c:
         yield c
 
 
