@@ -57,8 +57,12 @@ def main() -> None:
                     rss = h.rss_mib(sg.pid)
                 finally:
                     sg.stop()
-                launch = {"run": i, "preload_ar": preload == "true", "first_200_s": secs}
-                launch["rss_mib"] = round(rss, 1)
+                launch: dict[str, Any] = {
+                    "run": i,
+                    "preload_ar": preload == "true",
+                    "first_200_s": secs,
+                    "rss_mib": round(rss, 1),
+                }
                 launches.append(launch)
                 print(f"  {launch}", flush=True)
     finally:
