@@ -68,9 +68,9 @@ def main() -> None:
     finally:
         mock.stop()
     out: dict[str, Any] = {"meta": {**h.machine_info(), "auth": note}, "launches": launches}
-    for preload in (True, False):
-        xs = [x["first_200_s"] for x in launches if x["preload_ar"] is preload]
-        out[f"median_first_200_s_preload_{str(preload).lower()}"] = statistics.median(xs)
+    for on in (True, False):
+        xs = [x["first_200_s"] for x in launches if x["preload_ar"] is on]
+        out[f"median_first_200_s_preload_{str(on).lower()}"] = statistics.median(xs)
     RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     print(
         f"median first 200: preload on {out['median_first_200_s_preload_true']:.2f}s, "
