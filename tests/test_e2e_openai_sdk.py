@@ -162,3 +162,23 @@ def test_refuses_invalid_policy(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert f"{bad}:" in proc.stderr
+
+
+def test_client_leaving_mid_body_is_not_logged_as_a_gateway_error(
+    gateway_url: str, tmp_path: Path
+) -> None:
+    import socket
+    import time
+
+    host, port = gateway_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"model\": "
+        )
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert sdk(gateway_url).models.list().data  # still serving
+    log = "".join(p.read_text() for p in tmp_path.glob("server-*.log"))
+    assert "unhandled error" not in log
+    assert "Traceback" not in log

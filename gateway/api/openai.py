@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from gateway.api import render
-from gateway.core.errors import BadRequest, PayloadTooLarge, StepgateError
+from gateway.core.errors import BadRequest, ClientDisconnected, PayloadTooLarge, StepgateError
 from gateway.core.money import format_usd
 from gateway.core.types import ChatRequest, Usage
 from gateway.pipeline import Pipeline, RequestContext, StreamOutcome
@@ -36,10 +36,13 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}")
     body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > max_bytes:
-            raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
+    try:
+        async for part in request.stream():
+            body += part
+            if len(body) > max_bytes:
+                raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
+    except ClientDisconnect as exc:
+        raise ClientDisconnected("the client disconnected while sending its request") from exc
     if not body:
         raise BadRequest("request body is empty; send a JSON chat completion request")
     try:
@@ -52,7 +55,7 @@ def parse_chat(data: Any) -> ChatRequest:
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     try:
-        return ChatRequest.model_validate(data)
+        return ChatRequest.from_wire(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "body"

@@ -8,6 +8,7 @@
     │   ├── NotFound / UnknownModel 404
     │   ├── BudgetExhausted         402 insufficient_quota
     │   ├── PayloadTooLarge         413
+    │   ├── ClientDisconnected      499 (the caller left mid-body; nobody reads the reply)
     │   └── RateLimited             429 (+ Retry-After)
     ├── PolicyError                 the policy file is wrong (load time, or no route for a step)
     ├── ProviderError               an upstream backend failed
@@ -108,6 +109,13 @@ class RateLimited(CallerError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, int(-(-self.retry_after_s // 1))))}
+
+
+class ClientDisconnected(CallerError):
+    """The caller went away before its request body arrived (nginx's 499)."""
+
+    status = 499
+    error_class = "caller_disconnected"
 
 
 class PolicyError(StepgateError):

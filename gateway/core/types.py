@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -51,6 +51,8 @@ class ChatRequest(BaseModel):
 
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1)
+    # The body exactly as the caller sent it (set by `from_wire`): forwarded without a re-dump.
+    _wire: dict[str, Any] | None = PrivateAttr(default=None)
     stream: bool = False
     stream_options: StreamOptions | None = None
     tools: list[dict[str, Any]] | None = None
@@ -89,18 +91,51 @@ class ChatRequest(BaseModel):
                 )
         return value
 
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> ChatRequest:
+        """Validate a caller's JSON body and keep it for faithful, cheap forwarding."""
+        request = cls.model_validate(data)
+        request._wire = data
+        return request
+
     def output_limit(self) -> int | None:
         """The caller's cap on generated tokens, whichever spelling it used."""
         return self.max_completion_tokens or self.max_tokens
 
     def passthrough(self) -> dict[str, Any]:
         """Generation parameters to forward upstream, exactly as the caller sent them."""
-        body = self.model_dump(exclude_none=True, exclude={"model", "messages", "stream"})
-        body.pop("stream_options", None)
+        if self._wire is None:
+            body = self.model_dump(exclude_none=True, exclude={"model", "messages", "stream"})
+            body.pop("stream_options", None)
+            return body
+        body = {
+            k: v for k, v in self._wire.items() if v is not None and k not in _NOT_PASSED_THROUGH
+        }
+        for name in _COERCED & body.keys():
+            body[name] = getattr(self, name)  # the validated value (e.g. 1 -> 1.0 is fine)
         return body
 
     def wire_messages(self) -> list[dict[str, Any]]:
+        if self._wire is not None:
+            return self._wire["messages"]  # type: ignore[no-any-return]
         return [m.model_dump(exclude_none=True) for m in self.messages]
+
+
+_NOT_PASSED_THROUGH = frozenset({"model", "messages", "stream", "stream_options"})
+# Typed scalars whose validated value is forwarded (pydantic may have coerced the raw one).
+_COERCED = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "n",
+        "seed",
+        "logprobs",
+        "top_logprobs",
+        "parallel_tool_calls",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
