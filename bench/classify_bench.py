@@ -6,6 +6,7 @@ Run: python bench/classify_bench.py [--iterations N]; writes bench/results/class
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -96,6 +97,7 @@ def main() -> None:
     start = time.perf_counter()
     classifier = Classifier.load()
     load_ms = (time.perf_counter() - start) * 1000
+    gc.freeze()  # as the gateway does once start-up is done (gateway/app.py)
     long_req = long_request()
     chars = sum(len(m.text()) for m in long_req.messages)
     results = {
