@@ -54,7 +54,7 @@ def _frame_module(frame: str) -> tuple[str, str]:
     if "site-packages/" in path:
         rel = path.split("site-packages/", 1)[1]
         module = rel.split("/", 1)[0]
-    elif "/work/" in path or path.startswith(("gateway/", "connectors/")):
+    elif any(part in ("gateway", "connectors") for part in Path(path).parts):
         parts = Path(path).parts
         for anchor in ("gateway", "connectors"):
             if anchor in parts:

