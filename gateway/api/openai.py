@@ -115,9 +115,16 @@ async def _sse(
         yield render.error_frame(exc)
         return
     record = outcome.record
-    if include_usage and record is not None and record.attempts:
-        last = record.attempts[-1]
-        usage = Usage(last.prompt_tokens, last.completion_tokens, last.cached_tokens)
+    answer = next(
+        (
+            a
+            for a in reversed(record.attempts if record is not None else ())
+            if a.role != "sample" and a.outcome != "error"
+        ),
+        None,
+    )
+    if include_usage and record is not None and answer is not None:
+        usage = Usage(answer.prompt_tokens, answer.completion_tokens, answer.cached_tokens)
         base = [a.baseline_cost_nanos for a in record.attempts]
         extra = {
             "x_stepgate": {

@@ -720,6 +720,7 @@ class FakeUpstream:
         self._prompt_total = 0
         self._completion_total = 0
         self._seq = 0
+        self._counted_after = 0  # answers to requests up to this seq no longer count
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -826,10 +827,11 @@ class FakeUpstream:
         return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
     def clear(self) -> None:
-        """Forget recorded requests and usage totals."""
+        """Forget recorded requests and usage totals (answers still in flight no longer count)."""
         with self._lock:
             self._requests.clear()
             self._prompt_total = self._completion_total = 0
+            self._counted_after = self._seq
 
     def reset_all(self) -> None:
         """Back to a fresh server: default reply, empty script, no requests, no latency."""
@@ -838,6 +840,9 @@ class FakeUpstream:
             self._script.clear()
             self._requests.clear()
             self._prompt_total = self._completion_total = 0
+            # A request from before the reset that is still streaming (e.g. held by a slow
+            # first token) must not add to the next test's totals.
+            self._counted_after = self._seq
         self.latency_s = 0.0
         self.chunk_delay_s = 0.0
 
@@ -851,10 +856,12 @@ class FakeUpstream:
                 return head.behaviour, self._default, self._seq
             return self._script.popleft(), self._default, self._seq
 
-    def _count(self, prompt: int, completion: int) -> None:
+    def _count(self, plan: _Plan, completion: int | None = None) -> None:
         with self._lock:
-            self._prompt_total += prompt
-            self._completion_total += completion
+            if plan.seq <= self._counted_after:
+                return
+            self._prompt_total += plan.prompt_tokens
+            self._completion_total += plan.completion_tokens if completion is None else completion
 
     # -- HTTP/1.1 (server thread) ---------------------------------------------------------------
 
@@ -1011,7 +1018,7 @@ class FakeUpstream:
             raise _Closed
         if not isinstance(behaviour, MalformedChunk):
             # Counted before the bytes leave, so a client that has the answer sees the total.
-            self._count(plan.prompt_tokens, plan.completion_tokens)
+            self._count(plan)
         writer.write(self._head(200, headers) + data)
         await writer.drain()
 
@@ -1040,7 +1047,7 @@ class FakeUpstream:
         try:
             for sent, (data, tokens) in enumerate(events):
                 if isinstance(behaviour, CutStream) and sent >= behaviour.after_chunks:
-                    self._count(plan.prompt_tokens, completion)
+                    self._count(plan, completion)
                     writer.close()  # flushes what was written, then FIN: incomplete chunked body
                     raise _Closed
                 if isinstance(behaviour, MalformedChunk) and sent == behaviour.after_chunks:
@@ -1052,14 +1059,14 @@ class FakeUpstream:
                 completion += tokens
         except (ConnectionError, OSError):
             # The client went away mid-stream: it was sent what was generated so far.
-            self._count(plan.prompt_tokens, completion)
+            self._count(plan, completion)
             raise
         if isinstance(behaviour, CutStream):  # N >= all events: still no [DONE], no terminator
-            self._count(plan.prompt_tokens, completion)
+            self._count(plan, completion)
             writer.close()
             raise _Closed
         # Counted before the end of the stream, so a client that saw the end sees the total.
-        self._count(plan.prompt_tokens, plan.completion_tokens)
+        self._count(plan)
         if not isinstance(behaviour, NoDone):
             if anthropic:
                 stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
