@@ -354,10 +354,12 @@ class Pipeline:
         answered = _answering_attempt(trace.attempts)
         out = []
         for i, a in enumerate(trace.attempts):
-            cost = book.cost(a.backend, a.usage, elapsed_s=a.latency_s)
-            baseline = (
-                book.cost(book.baseline, a.usage, elapsed_s=a.latency_s) if i == answered else 0
-            )
+            # GPU-hour prices bill measured time, but only for calls the backend worked on: a
+            # refused connection or a 503 before any token costs nothing.
+            worked = a.usage.prompt_tokens > 0 or a.usage.completion_tokens > 0
+            elapsed = a.latency_s if worked else 0.0
+            cost = book.cost(a.backend, a.usage, elapsed_s=elapsed)
+            baseline = book.cost(book.baseline, a.usage, elapsed_s=elapsed) if i == answered else 0
             out.append(
                 AttemptRecord(
                     request_id=trace.ctx.request_id,
