@@ -268,3 +268,15 @@ def test_anthropic_through_litellm(client: Any, fake_anthropic: FakeUpstream, st
         text = r.json()["choices"][0]["message"]["content"]
     assert text == "Dear customer, your refund is on its way."
     assert fake_anthropic.requests[-1].path.endswith("/v1/messages")
+
+
+def test_missing_provider_key_is_named_and_not_retried(
+    client: Any, fake_anthropic: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEST_ANTHROPIC_KEY")
+    r = client.post("/v1/chat/completions", json=chat(model="claude-haiku"))
+    assert r.status_code == 502
+    error = r.json()["error"]
+    assert "TEST_ANTHROPIC_KEY is not set" in error["message"]
+    assert error["code"] == "provider_auth"
+    assert not fake_anthropic.requests

@@ -17,7 +17,7 @@ from connectors.litellm_ar import translate
 from connectors.litellm_ar.errors import map_exception
 from connectors.litellm_ar.pricing import price_from_cost_map
 from gateway.core.deadline import Deadline
-from gateway.core.errors import ProviderError, ProviderTimeout
+from gateway.core.errors import ProviderAuthError, ProviderError, ProviderTimeout
 from gateway.core.types import ChatRequest, Chunk, Completion
 from gateway.ledger.pricing import Price
 from gateway.policy.models import LitellmBackend
@@ -83,6 +83,12 @@ class LitellmConnector:
 
     def _kwargs(self, request: ChatRequest, deadline: Deadline, *, stream: bool) -> dict[str, Any]:
         key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
+        if self.config.api_key_env and not key:
+            raise ProviderAuthError(
+                f"{self.name}: environment variable {self.config.api_key_env} is not set on the "
+                f"gateway; set it to call {self.config.model}",
+                backend=self.name,
+            )
         return translate.call_kwargs(
             model=self.config.model,
             request=request,
