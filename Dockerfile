@@ -8,6 +8,6 @@ COPY connectors ./connectors
 COPY policies ./policies
 COPY migrations ./migrations
 COPY alembic.ini ./
-RUN pip install --no-cache-dir -e .
+RUN pip install --no-cache-dir -e . && python -m compileall -q gateway connectors
 EXPOSE 8080
 CMD ["stepgate", "serve", "--host", "0.0.0.0", "--port", "8080"]
