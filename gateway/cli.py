@@ -26,6 +26,7 @@ def serve(
 ) -> None:
     """Run the gateway."""
     import uvicorn
+    from pydantic import ValidationError
 
     from gateway.policy.loader import PolicyLoadError, load_policy
     from gateway.settings import Settings
@@ -34,7 +35,7 @@ def serve(
         os.environ["STEPGATE_POLICY"] = str(policy)
     try:
         settings = Settings()
-    except Exception as exc:
+    except ValidationError as exc:
         typer.echo(f"stepgate: invalid settings: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:
