@@ -115,23 +115,13 @@ async def _sse(
         yield render.error_frame(exc)
         return
     record = outcome.record
-    answer = next(
-        (
-            a
-            for a in reversed(record.attempts if record is not None else ())
-            if a.role != "sample" and a.outcome != "error"
-        ),
-        None,
-    )
+    answer = record.answer if record is not None else None
     if include_usage and record is not None and answer is not None:
         usage = Usage(answer.prompt_tokens, answer.completion_tokens, answer.cached_tokens)
-        base = [a.baseline_cost_nanos for a in record.attempts]
         extra = {
             "x_stepgate": {
                 "cost_usd": format_usd(record.cost_nanos),
-                "baseline_cost_usd": format_usd(
-                    None if any(b is None for b in base) else sum(b or 0 for b in base)
-                ),
+                "baseline_cost_usd": format_usd(record.baseline_cost_nanos),
                 "route": record.route,
                 "backend": record.final_backend,
             }

@@ -26,6 +26,7 @@ Every class carries an `error_class` from a closed vocabulary (`caller_*`, `poli
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import orjson
@@ -108,7 +109,7 @@ class RateLimited(CallerError):
         self.retry_after_s = retry_after_s
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(max(1, int(-(-self.retry_after_s // 1))))}
+        return retry_after_header(self.retry_after_s)
 
 
 class ClientDisconnected(CallerError):
@@ -175,7 +176,7 @@ class ProviderRateLimited(ProviderError):
     def headers(self) -> dict[str, str]:
         if self.retry_after_s is None:
             return {}
-        return {"Retry-After": str(max(1, int(-(-self.retry_after_s // 1))))}
+        return retry_after_header(self.retry_after_s)
 
 
 class ProviderUnavailable(ProviderError):
@@ -216,7 +217,7 @@ class AllBackendsFailed(ProviderError):
 
     def headers(self) -> dict[str, str]:
         if self.status == 429 and self.retry_after_s is not None:
-            return {"Retry-After": str(max(1, int(-(-self.retry_after_s // 1))))}
+            return retry_after_header(self.retry_after_s)
         return {}
 
 
@@ -235,6 +236,11 @@ def _status_for(errors: list[ProviderError]) -> int:
 class GatewayError(StepgateError):
     status = 500
     error_class = "gateway_internal"
+
+
+def retry_after_header(seconds: float) -> dict[str, str]:
+    """`Retry-After` in whole seconds, rounded up, at least 1."""
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
 def render(error: StepgateError) -> tuple[int, bytes, dict[str, str]]:

@@ -6,6 +6,7 @@ fallback, escalation). Money is integer nano-dollars; `None` means the price is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,9 +58,26 @@ class RequestRecord:
     @property
     def cost_nanos(self) -> int | None:
         """Total over attempts; None if any attempt's price is unknown."""
-        total = 0
-        for a in self.attempts:
-            if a.cost_nanos is None:
-                return None
-            total += a.cost_nanos
-        return total
+        return _total(a.cost_nanos for a in self.attempts)
+
+    @property
+    def baseline_cost_nanos(self) -> int | None:
+        """Total baseline over attempts; None if any attempt's baseline price is unknown."""
+        return _total(a.baseline_cost_nanos for a in self.attempts)
+
+    @property
+    def answer(self) -> AttemptRecord | None:
+        """The attempt whose answer the client received (never an agreement sample)."""
+        for a in reversed(self.attempts):
+            if a.role != "sample" and a.outcome != "error":
+                return a
+        return None
+
+
+def _total(values: Iterable[int | None]) -> int | None:
+    total = 0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total

@@ -29,12 +29,6 @@ def _time(unix_s: float) -> datetime:
 
 def request_row(record: RequestRecord) -> dict[str, Any]:
     usage = [(a.prompt_tokens, a.completion_tokens, a.cached_tokens) for a in record.attempts]
-    baseline: int | None = 0
-    for a in record.attempts:
-        if a.baseline_cost_nanos is None or baseline is None:
-            baseline = None
-        else:
-            baseline += a.baseline_cost_nanos
     return {
         "request_id": record.request_id,
         "started_at": _time(record.started_at),
@@ -59,7 +53,7 @@ def request_row(record: RequestRecord) -> dict[str, Any]:
         "completion_tokens": sum(u[1] for u in usage),
         "cached_tokens": sum(u[2] for u in usage),
         "cost_nanos": record.cost_nanos,
-        "baseline_cost_nanos": baseline,
+        "baseline_cost_nanos": record.baseline_cost_nanos,
     }
 
 

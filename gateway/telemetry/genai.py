@@ -133,7 +133,7 @@ def request_attributes(
     cost = usd(record.cost_nanos)
     if cost is not None:
         attrs["stepgate.cost_usd"] = cost
-    baseline = _baseline_nanos(record)
+    baseline = record.baseline_cost_nanos
     if baseline is not None:
         attrs["stepgate.baseline_cost_usd"] = baseline / _NANOS_PER_USD
     if record.ttft_ms is not None:
@@ -151,15 +151,6 @@ def request_attributes(
     if record_content:
         attrs.update(content_attributes(extras))
     return attrs
-
-
-def _baseline_nanos(record: RequestRecord) -> int | None:
-    total = 0
-    for a in record.attempts:
-        if a.baseline_cost_nanos is None:
-            return None
-        total += a.baseline_cost_nanos
-    return total
 
 
 def content_attributes(extras: TraceExtras) -> Attributes:
