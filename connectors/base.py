@@ -35,7 +35,10 @@ class Connector(Protocol):
         """False while the connector is still warming up (e.g. importing its SDK)."""
 
     def price(self) -> Price | None:
-        """This backend's price, or None when unknown."""
+        """The provider's own list price, or None when the connector knows none.
+
+        A policy `pricing` block overrides it; `gateway.ledger.pricing.Pricebook` applies that.
+        """
 
     async def complete(self, request: ChatRequest, deadline: Deadline) -> Completion: ...
 

@@ -31,7 +31,6 @@ class DllmConnector:
         self.config = config
         self.model = config.model
         self.capabilities = Capabilities(logprobs=translate.returns_logprobs(config))
-        self._price = Price.from_policy(config.pricing) if config.pricing else None
         self._url = config.base_url.rstrip("/") + "/chat/completions"
         headers = {"content-type": "application/json"}
         if config.api_key_env and os.environ.get(config.api_key_env):
@@ -44,7 +43,7 @@ class DllmConnector:
         return True
 
     def price(self) -> Price | None:
-        return self._price
+        return None  # local engines have no list price: the policy's `pricing` is the only one
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop that will own it.

@@ -60,11 +60,7 @@ class LitellmConnector:
         self.config = config
         self.model = config.model
         self.capabilities = Capabilities(logprobs=config.model.startswith("openai/"))
-        self._price = (
-            Price.from_policy(config.pricing)
-            if config.pricing
-            else price_from_cost_map(config.model)
-        )
+        self._price = price_from_cost_map(config.model)  # offline; the policy may override
         self._litellm = module
 
     @property
