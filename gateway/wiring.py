@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from connectors.base import Connector
 from connectors.dllm.connector import DllmConnector
 from connectors.litellm_ar.connector import LitellmConnector, _LitellmModule
+from connectors.litellm_ar.pricing import CostMap
 from gateway.policy.models import Backend, DllmBackend, Policy
 
 
@@ -20,6 +21,7 @@ class ConnectorFactory:
         self, policy: Policy, previous: Mapping[str, tuple[Backend, Connector]] | None = None
     ) -> dict[str, tuple[Backend, Connector]]:
         out: dict[str, tuple[Backend, Connector]] = {}
+        cost_map = CostMap()  # parsed on first use, dropped after this build
         for name, config in policy.backends.items():
             old = (previous or {}).get(name)
             if old is not None and old[0] == config:
@@ -29,7 +31,9 @@ class ConnectorFactory:
             if isinstance(config, DllmBackend):
                 connector = DllmConnector(name, config)
             else:
-                connector = LitellmConnector(name, config, module=self._litellm)
+                connector = LitellmConnector(
+                    name, config, module=self._litellm, price=cost_map.price(config.model)
+                )
             out[name] = (config, connector)
         return out
 

@@ -15,7 +15,6 @@ from typing import Any
 from connectors.base import Capabilities
 from connectors.litellm_ar import translate
 from connectors.litellm_ar.errors import map_exception
-from connectors.litellm_ar.pricing import price_from_cost_map
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderAuthError, ProviderError, ProviderTimeout
 from gateway.core.types import ChatRequest, Chunk, Completion
@@ -55,12 +54,14 @@ class _LitellmModule:
 class LitellmConnector:
     backend_type = "litellm"
 
-    def __init__(self, name: str, config: LitellmBackend, *, module: _LitellmModule) -> None:
+    def __init__(
+        self, name: str, config: LitellmBackend, *, module: _LitellmModule, price: Price | None
+    ) -> None:
         self.name = name
         self.config = config
         self.model = config.model
         self.capabilities = Capabilities(logprobs=config.model.startswith("openai/"))
-        self._price = price_from_cost_map(config.model)  # offline; the policy may override
+        self._price = price  # litellm's offline cost map; the policy may override it
         self._litellm = module
 
     @property

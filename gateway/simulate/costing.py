@@ -11,7 +11,7 @@ the policy's baseline backend, as in the ledger.
 
 from __future__ import annotations
 
-from connectors.litellm_ar.pricing import price_from_cost_map
+from connectors.litellm_ar.pricing import CostMap
 from gateway.core.types import Usage
 from gateway.ledger.pricing import Price, Pricebook
 from gateway.policy.models import LitellmBackend, Policy
@@ -22,8 +22,9 @@ class CostModel:
     """Cost and baseline cost of a step on one policy's backends."""
 
     def __init__(self, policy: Policy, *, gpu_time: GpuTime) -> None:
+        cost_map = CostMap()
         prices: dict[str, Price | None] = {
-            name: price_from_cost_map(backend.model)
+            name: cost_map.price(backend.model)
             for name, backend in policy.backends.items()
             if isinstance(backend, LitellmBackend) and backend.pricing is None
         }
