@@ -15,7 +15,13 @@ from starlette.routing import Route
 from gateway.api import admin, health, openai
 from gateway.api.dashboard import dashboard_routes
 from gateway.api.spend import spend_routes
-from gateway.core.errors import GatewayError, StepgateError, render
+from gateway.core.errors import (
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    StepgateError,
+    render,
+)
 from gateway.services import Services
 from gateway.settings import Settings
 
@@ -43,19 +49,16 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
-    from gateway.core.errors import NotFound
-
     return _error_response(
         request, NotFound(f"no such endpoint: {request.method} {request.url.path}")
     )
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    from gateway.core.errors import BadRequest
-
-    err = BadRequest(f"method {request.method} is not allowed on {request.url.path}")
-    _, body, headers = render(err)
-    return Response(body, status_code=405, media_type="application/json", headers=headers)
+    return _error_response(
+        request,
+        MethodNotAllowed(f"method {request.method} is not allowed on {request.url.path}"),
+    )
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:

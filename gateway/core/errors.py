@@ -6,6 +6,7 @@
     │   ├── Unauthorized            401 authentication_error
     │   ├── Forbidden               403 permission_error
     │   ├── NotFound / UnknownModel 404
+    │   ├── MethodNotAllowed        405
     │   ├── BudgetExhausted         402 insufficient_quota
     │   ├── PayloadTooLarge         413
     │   ├── ClientDisconnected      499 (the caller left mid-body; nobody reads the reply)
@@ -82,6 +83,11 @@ class Forbidden(CallerError):
 class NotFound(CallerError):
     status = 404
     error_class = "caller_not_found"
+
+
+class MethodNotAllowed(CallerError):
+    status = 405
+    error_class = "caller_method_not_allowed"
 
 
 class UnknownModel(NotFound):
