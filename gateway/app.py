@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway.api import admin, health, openai
 from gateway.api.dashboard import dashboard_routes
@@ -61,6 +62,24 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     )
 
 
+_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+
+
+class Gateway(Starlette):
+    """Starlette, with POST /v1/chat/completions dispatched ahead of the router and middleware.
+
+    The chat endpoint renders its own errors (gateway.api.openai.ChatCompletions), so the
+    middleware stack has nothing to add there; every other path goes through it as usual.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in _CHAT_PATHS:
+            scope["app"] = self
+            await openai.chat_completions(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     """`services` may be prebuilt (the CLI builds them first so a bad policy fails fast)."""
 
@@ -91,7 +110,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         *spend_routes,
         *dashboard_routes,
     ]
-    return Starlette(
+    return Gateway(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -90,6 +90,10 @@ class _Trace:
 class ChatOutcome:
     completion: Completion
     headers: dict[str, str]
+    # Settles the budget reservation and hands the record to the recorders (ledger, metrics,
+    # logs, traces). The handler calls it once the response has been written, so that work is
+    # off the answer's critical path; it must be called exactly once, also when sending fails.
+    publish: Callable[[], None]
 
 
 @dataclass(slots=True)
@@ -152,8 +156,8 @@ class Pipeline:
             if trace.cached is not None:
                 trace.final_backend = trace.cached.backend
                 trace.finish_reason = trace.cached.completion.finish_reason
-                record = self._finish(trace, status=200, error=None)
-                return ChatOutcome(trace.cached.completion, self._headers(trace, record))
+                record, publish = self._finish_later(trace)
+                return ChatOutcome(trace.cached.completion, self._headers(trace, record), publish)
             connector, completion = await dispatcher.complete(
                 request, trace.decision.candidates, deadline, trace.attempts
             )
@@ -167,12 +171,17 @@ class Pipeline:
             self._finish(trace, status=499, error=None, cancelled=True)
             raise
         trace.finish_reason = completion.finish_reason
-        record = self._finish(trace, status=200, error=None)
-        if self.gate is not None and trace.disposition == "final" and trace.final_backend:
-            self.gate.remember(
-                ctx.principal, request, trace.profile, trace.gen, completion, trace.final_backend
-            )
-        return ChatOutcome(completion, self._headers(trace, record))
+        record, publish = self._finish_later(trace)
+        try:
+            backend = trace.final_backend
+            if self.gate is not None and trace.disposition == "final" and backend:
+                self.gate.remember(
+                    ctx.principal, request, trace.profile, trace.gen, completion, backend
+                )
+            return ChatOutcome(completion, self._headers(trace, record), publish)
+        except BaseException:
+            publish()
+            raise
 
     async def _assess(
         self, trace: _Trace, request: ChatRequest, completion: Completion, deadline: Deadline
@@ -384,6 +393,33 @@ class Pipeline:
     def _finish(
         self, trace: _Trace, *, status: int, error: StepgateError | None, cancelled: bool = False
     ) -> RequestRecord:
+        """Build the request's record and publish it now."""
+        finished = self._finished(trace, status=status, error=error, cancelled=cancelled)
+        self._publish(finished, trace.reservation)
+        return finished.record
+
+    def _finish_later(self, trace: _Trace) -> tuple[RequestRecord, Callable[[], None]]:
+        """A successful answer's record, and the call that publishes it (exactly once)."""
+        finished = self._finished(trace, status=200, error=None)
+        published = False
+
+        def publish() -> None:
+            nonlocal published
+            if not published:
+                published = True
+                self._publish(finished, trace.reservation)
+
+        return finished.record, publish
+
+    def _publish(self, finished: Finished, reservation: Reservation) -> None:
+        if self.gate is not None:
+            self.gate.settle(reservation, finished.record)
+        for recorder in self.recorders:
+            recorder.record(finished)
+
+    def _finished(
+        self, trace: _Trace, *, status: int, error: StepgateError | None, cancelled: bool = False
+    ) -> Finished:
         ctx = trace.ctx
         latency_ms = (time.monotonic() - ctx.received) * 1000
         record = RequestRecord(
@@ -418,7 +454,7 @@ class Pipeline:
                 ),
             ),
         )
-        finished = Finished(
+        return Finished(
             record=record,
             profile=trace.profile,
             overhead_ms=_overhead_ms(latency_ms, trace.attempts),
@@ -427,11 +463,6 @@ class Pipeline:
             finish_reason=trace.finish_reason,
             traceparent=ctx.headers.get("traceparent"),
         )
-        if self.gate is not None:
-            self.gate.settle(trace.reservation, record)
-        for recorder in self.recorders:
-            recorder.record(finished)
-        return record
 
     def _headers(self, trace: _Trace, record: RequestRecord | None) -> dict[str, str]:
         now_ms = (time.monotonic() - trace.ctx.received) * 1000

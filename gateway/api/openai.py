@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -10,39 +11,54 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.requests import ClientDisconnect, Request
+from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from gateway.api import render
-from gateway.core.errors import BadRequest, ClientDisconnected, PayloadTooLarge, StepgateError
+from gateway.core.errors import (
+    BadRequest,
+    ClientDisconnected,
+    GatewayError,
+    PayloadTooLarge,
+    StepgateError,
+)
+from gateway.core.errors import render as render_error
 from gateway.core.money import format_usd
 from gateway.core.types import ChatRequest, Usage
 from gateway.pipeline import Pipeline, RequestContext, StreamOutcome
 from gateway.routing import model_names
 
+log = logging.getLogger("stepgate.app")
+
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{8,64}$")
 
 
-def request_id_for(request: Request) -> str:
+def request_id_for(headers: Headers) -> str:
     """The caller's x-request-id when it is a sane token, else a fresh one."""
-    given = request.headers.get("x-request-id")
-    rid = given if given and _SAFE_ID.match(given) else uuid.uuid4().hex
-    request.state.request_id = rid
-    return rid
+    given = headers.get("x-request-id")
+    return given if given and _SAFE_ID.match(given) else uuid.uuid4().hex
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    declared = request.headers.get("content-length")
+async def read_body(receive: Receive, headers: Headers, max_bytes: int) -> bytes:
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}")
-    body = bytearray()
-    try:
-        async for part in request.stream():
-            body += part
-            if len(body) > max_bytes:
-                raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
-    except ClientDisconnect as exc:
-        raise ClientDisconnected("the client disconnected while sending its request") from exc
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("the client disconnected while sending its request")
+        part: bytes = message.get("body", b"")
+        body += part
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
+        if not message.get("more_body", False):
+            return body
+
+
+def parse_json(body: bytes) -> Any:
     if not body:
         raise BadRequest("request body is empty; send a JSON chat completion request")
     try:
@@ -64,38 +80,90 @@ def parse_chat(data: Any) -> ChatRequest:
         raise BadRequest(f"{loc}: {msg}{more}", param=loc) from exc
 
 
-async def chat_completions(request: Request) -> Response:
-    received = time.monotonic()
-    rid = request_id_for(request)
-    services = request.app.state.services
-    principal = await services.gate.authenticate(request.headers)
-    data = await read_json(request, services.settings.max_body_bytes)
-    chat = parse_chat(data)
-    ctx = RequestContext(
-        request_id=rid,
-        headers=request.headers,  # case-insensitive mapping
-        received=received,
-        received_at=time.time(),
-        api_key_id=principal.key_id if principal else None,
-        team=principal.team if principal else None,
-        principal=principal,
-    )
-    pipeline: Pipeline = services.pipeline
-    want_logprobs = bool(chat.logprobs)
-    if chat.stream:
-        outcome = await pipeline.chat_stream(chat, ctx)
-        include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-        return StreamingResponse(
-            _sse(outcome, rid, want_logprobs=want_logprobs, include_usage=include_usage),
-            media_type="text/event-stream",
-            headers={**outcome.headers, "cache-control": "no-cache"},
+class ChatCompletions:
+    """POST /v1/chat/completions as a plain ASGI app.
+
+    The busiest endpoint by far, so it skips Starlette's request/response objects (the app also
+    dispatches to it ahead of the router and middleware) and renders its own errors with the
+    one renderer. A non-streaming answer is written first; the record is published after it.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = time.monotonic()
+        headers = Headers(scope=scope)
+        rid = request_id_for(headers)
+        try:
+            await self._answer(scope, receive, send, headers, rid, received)
+        except StepgateError as exc:
+            await _send_error(send, exc, rid)
+        except Exception as exc:
+            log.exception("unhandled error", exc_info=exc)
+            await _send_error(
+                send, GatewayError("internal gateway error; the request id is in x-request-id"), rid
+            )
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: Headers,
+        rid: str,
+        received: float,
+    ) -> None:
+        services = scope["app"].state.services
+        principal = await services.gate.authenticate(headers)
+        body = await read_body(receive, headers, services.settings.max_body_bytes)
+        chat = parse_chat(parse_json(body))
+        ctx = RequestContext(
+            request_id=rid,
+            headers=headers,  # case-insensitive mapping
+            received=received,
+            received_at=time.time(),
+            api_key_id=principal.key_id if principal else None,
+            team=principal.team if principal else None,
+            principal=principal,
         )
-    result = await pipeline.chat(chat, ctx)
-    return Response(
-        render.completion_body(result.completion, request_id=rid, want_logprobs=want_logprobs),
-        media_type="application/json",
-        headers=result.headers,
-    )
+        pipeline: Pipeline = services.pipeline
+        want_logprobs = bool(chat.logprobs)
+        if chat.stream:
+            outcome = await pipeline.chat_stream(chat, ctx)
+            include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            # Starlette's StreamingResponse also watches for the client going away, which
+            # cancels the relay (and so settles and records what the stream cost).
+            response = StreamingResponse(
+                _sse(outcome, rid, want_logprobs=want_logprobs, include_usage=include_usage),
+                media_type="text/event-stream",
+                headers={**outcome.headers, "cache-control": "no-cache"},
+            )
+            await response(scope, receive, send)
+            return
+        result = await pipeline.chat(chat, ctx)
+        try:
+            payload = render.completion_body(
+                result.completion, request_id=rid, want_logprobs=want_logprobs
+            )
+            await _send_json(send, 200, payload, result.headers)
+        finally:
+            result.publish()
+
+
+async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, error: StepgateError, rid: str) -> None:
+    status, body, headers = render_error(error)
+    await _send_json(send, status, body, {**headers, "x-request-id": rid})
+
+
+chat_completions = ChatCompletions()
 
 
 async def _sse(
