@@ -7,10 +7,11 @@ feed `escalation_rollups` (requests whose cheap answer failed its check, per rea
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Executable, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.records import AttemptRecord, RequestRecord
@@ -129,13 +130,20 @@ def _upsert(
         row.update(zip(keys, key, strict=True))
         row.update(deltas[key])
         rows.append(row)
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(_upsert_statement(conn.dialect.name, table, keys, values), rows)
+
+
+@functools.cache
+def _upsert_statement(
+    dialect: str, table: Table, keys: tuple[str, ...], values: tuple[str, ...]
+) -> Executable:
+    """Built once per dialect and table: building it costs more than a typical batch's rows."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=list(keys),
         set_={name: table.c[name] + stmt.excluded[name] for name in values},
     )
-    conn.execute(stmt, rows)
 
 
 def upsert(conn: Connection, deltas: Deltas, reasons: ReasonDeltas | None = None) -> None:

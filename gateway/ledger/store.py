@@ -7,11 +7,12 @@ rollups and escalation-reason rollups. Storing the same record twice therefore c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Executable
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.records import RequestRecord
@@ -80,6 +81,19 @@ def attempt_rows(record: RequestRecord) -> list[dict[str, Any]]:
     ]
 
 
+@functools.cache
+def _inserts(dialect: str) -> tuple[Executable, Executable]:
+    """The two idempotent inserts, built once per dialect (building them costs more than
+    executing them for a typical batch)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(requests).on_conflict_do_nothing().returning(requests.c.request_id),
+        insert(attempts)
+        .on_conflict_do_nothing()
+        .returning(attempts.c.request_id, attempts.c.attempt),
+    )
+
+
 def write_batch(engine: Engine, records: Sequence[RequestRecord]) -> int:
     """Store `records` in one transaction; returns how many requests were new."""
     # A batch may hold the same request twice (e.g. a replayed spool line): keep the first.
@@ -89,23 +103,15 @@ def write_batch(engine: Engine, records: Sequence[RequestRecord]) -> int:
     if not unique:
         return 0
     with engine.begin() as conn:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        insert_requests, insert_attempts = _inserts(conn.dialect.name)
         new_requests = {
             row.request_id
-            for row in conn.execute(
-                insert(requests).on_conflict_do_nothing().returning(requests.c.request_id),
-                [request_row(r) for r in unique.values()],
-            )
+            for row in conn.execute(insert_requests, [request_row(r) for r in unique.values()])
         }
         rows = [row for r in unique.values() for row in attempt_rows(r)]
         new_attempts: set[tuple[str, int]] = set()
         if rows:
-            result = conn.execute(
-                insert(attempts)
-                .on_conflict_do_nothing()
-                .returning(attempts.c.request_id, attempts.c.attempt),
-                rows,
-            )
+            result = conn.execute(insert_attempts, rows)
             new_attempts = {(row.request_id, row.attempt) for row in result}
         deltas: rollups.Deltas = {}
         reasons: rollups.ReasonDeltas = {}
