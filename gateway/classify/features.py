@@ -95,7 +95,7 @@ def feature_id(name: str) -> int:
 
 def estimate_tokens(chars: int, sample: str) -> int:
     """~4 characters per token, ~1 per CJK character (ratio measured on a bounded sample)."""
-    if not sample:
+    if not sample or sample.isascii():
         return max(1, chars // 4)
     cjk = len(_CJK_CHAR.findall(sample))
     ratio = cjk / len(sample)
@@ -112,14 +112,21 @@ def phrase_id(phrase: str, salt: int = INSTRUCTION_SALT) -> int:
 
 
 def text_ids(window: str, salt: int = 0) -> tuple[int, ...]:
-    """Hashed unigram and bigram ids of `window` (lower-cased, digit runs folded to 0).
+    """Hashed unigram and bigram ids of `window` (lower-cased, digit runs folded to 0)."""
+    return _hashed(_raw_tokens(window), salt)
 
-    Written as C-level map/set operations: this is the classifier's hot loop.
-    """
+
+def _raw_tokens(window: str) -> list[bytes]:
     tokens = _TOKEN.findall(_DIGITS.sub("0", window.lower()))
     if not tokens:
+        return []
+    return "\x00".join(tokens).encode().split(b"\x00")
+
+
+def _hashed(raw: list[bytes], salt: int) -> tuple[int, ...]:
+    """Written as C-level map/set operations: this is the classifier's hot loop."""
+    if not raw:
         return ()
-    raw = "\x00".join(tokens).encode().split(b"\x00")
     crc = zlib.crc32
     uni = list(map(crc, raw, repeat(salt, len(raw))))
     bi = map(crc, raw[1:], map(xor, uni, repeat(_BIGRAM_SALT, len(raw) - 1)))
@@ -198,7 +205,9 @@ def extract(request: ChatRequest) -> StepFeatures:
     if system:
         structure.append("system_prompt")
     scan = system[:_SCAN_CHARS] + "\n" + user_window[:_SCAN_CHARS]
-    instr_ids = text_ids(instr, INSTRUCTION_SALT)
+    # A short step's instruction window is its whole window: tokenise it once.
+    window_tokens = _raw_tokens(window)
+    instr_ids = _hashed(window_tokens if instr == window else _raw_tokens(instr), INSTRUCTION_SALT)
     cues = {_CUE_IDS[i] for i in _CUE_IDS.keys() & instr_ids}
     if scan.count("|") >= 2 or ("/" in instr and _SLASH_SET.search(instr.lower())):
         cues.add("answer_set")
@@ -218,7 +227,7 @@ def extract(request: ChatRequest) -> StepFeatures:
     structure.append(f"lang:{language}")
 
     return StepFeatures(
-        text_ids=text_ids(window),
+        text_ids=_hashed(window_tokens, 0),
         instr_ids=instr_ids,
         struct_ids=tuple(feature_id("s:" + s) for s in structure),
         structure=tuple(structure),

@@ -54,12 +54,13 @@ _ORDER = tuple(_STOP_WORDS)
 def detect_language(text: str) -> str:
     """ISO 639-1 guess ("en" when nothing votes). Reads a bounded prefix only."""
     sample = text[:_SAMPLE_CHARS]
-    if _KANA.search(sample):
-        return "ja"
-    if _HANGUL.search(sample):
-        return "ko"
-    if _HAN.search(sample):
-        return "zh"
+    if not sample.isascii():  # else there is no kana, hangul or han to look for
+        if _KANA.search(sample):
+            return "ja"
+        if _HANGUL.search(sample):
+            return "ko"
+        if _HAN.search(sample):
+            return "zh"
     words = Counter(_WORD.findall(sample[:_WORD_CHARS].lower()))
     present = words.keys()
     best, best_votes = "en", 0
