@@ -260,7 +260,10 @@ def stepgate_env(workdir: Path, upstream_v1: str) -> dict[str, str]:
     }
 
 
-def start_stepgate(workdir: Path, env: Mapping[str, str], *, policy: Path) -> Server:
+def start_stepgate(
+    workdir: Path, env: Mapping[str, str], *, policy: Path, repo: Path = REPO
+) -> Server:
+    """`stepgate serve --workers 1` from the checkout at `repo` (default: this one)."""
     port = free_port()
     return spawn(
         "stepgate",
@@ -278,16 +281,16 @@ def start_stepgate(workdir: Path, env: Mapping[str, str], *, policy: Path) -> Se
         ],
         port=port,
         workdir=workdir,
-        env={**env, "PYTHONPATH": str(REPO)},
+        env={**env, "PYTHONPATH": str(repo)},
     )
 
 
 def run_cli(
-    args: Sequence[str], env: Mapping[str, str], cwd: Path
+    args: Sequence[str], env: Mapping[str, str], cwd: Path, *, repo: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args],
-        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        env={**os.environ, **env, "PYTHONPATH": str(repo)},
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -298,12 +301,14 @@ def run_cli(
 _KEY_RE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{16,}|sg-[A-Za-z0-9_\-]{16,})\b")
 
 
-def create_virtual_key(env: Mapping[str, str], workdir: Path) -> tuple[str | None, str]:
+def create_virtual_key(
+    env: Mapping[str, str], workdir: Path, *, repo: Path = REPO
+) -> tuple[str | None, str]:
     """A virtual key from `stepgate keys create`, or (None, why) where the command is absent."""
-    if run_cli(["keys", "--help"], env, workdir).returncode != 0:
+    if run_cli(["keys", "--help"], env, workdir, repo=repo).returncode != 0:
         return None, "`stepgate keys` is not in this commit: auth off (no virtual key)"
-    run_cli(["db", "upgrade"], env, workdir)
-    done = run_cli(["keys", "create", "--team", "bench"], env, workdir)
+    run_cli(["db", "upgrade"], env, workdir, repo=repo)
+    done = run_cli(["keys", "create", "--team", "bench"], env, workdir, repo=repo)
     if done.returncode != 0:
         raise RuntimeError(f"stepgate keys create failed:\n{done.stdout}\n{done.stderr}")
     text = done.stdout

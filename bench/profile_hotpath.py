@@ -224,6 +224,9 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument(
+        "--keep-raw", action="store_true", help="copy py-spy's folded stacks next to the summary"
+    )
     ap.add_argument("--summarise-only", type=Path, help="just summarise this collapsed file")
     ap.add_argument(
         "--startup", action="store_true", help="profile start-up to the first 200 instead"
@@ -323,6 +326,8 @@ def main() -> None:
         "auth": note,
     }
     text = json.dumps(head) + "\n\n" + summarise(collapsed)
+    if args.keep_raw:
+        shutil.copy(collapsed, args.out / collapsed.name)
     (args.out / f"{collapsed.stem}-top.txt").write_text(text)
     print(text)
     print(f"wrote {svg}, {args.out / (collapsed.stem + '-top.txt')}")
