@@ -8,7 +8,8 @@ stored sparsely and quantised to integers in a small JSON file.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,29 @@ class LinearModel:
     weights: dict[int, tuple[float, ...]]  # feature id -> N_OUT weights
     bias: tuple[float, ...]
     hash_bits: int
+    # What `score` reads: each row quantised (as the weights file stores it) and packed into
+    # one int, so that a step's rows sum with one C-level `sum` over one object per feature
+    # instead of a tuple of eight floats each (built from `weights` at construction).
+    _packed: dict[int, int] = field(init=False, repr=False, compare=False)
+    _scales: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        scales = _scales_of(self.weights)
+        packed = {
+            i: _pack([round(x / s) for x, s in zip(w, scales, strict=True)])
+            for i, w in self.weights.items()
+        }
+        object.__setattr__(self, "_packed", packed)
+        object.__setattr__(self, "_scales", tuple(scales))
+
+    def _sums(self, ids: tuple[int, ...], scale: float) -> list[float]:
+        total = sum(map(self._packed.get, ids, repeat(0)))
+        rows = total >> _COUNT_SHIFT
+        base = rows * _OFFSET
+        return [
+            (((total >> shift) & _FIELD) - base) * s * scale
+            for shift, s in zip(_SHIFTS, self._scales, strict=True)
+        ]
 
     def score(
         self,
@@ -49,12 +73,11 @@ class LinearModel:
         instr_ids: tuple[int, ...],
         struct_ids: tuple[int, ...],
     ) -> Scores:
-        get = self.weights.get
         t_scale = 1.0 / math.sqrt(len(text_ids)) if text_ids else 0.0
         i_scale = 1.0 / math.sqrt(len(instr_ids)) if instr_ids else 0.0
-        t_sum = _column_sums([w for w in map(get, text_ids) if w is not None], t_scale)
-        i_sum = _column_sums([w for w in map(get, instr_ids) if w is not None], i_scale)
-        s_sum = _column_sums([w for w in map(get, struct_ids) if w is not None], 1.0)
+        t_sum = self._sums(text_ids, t_scale)
+        i_sum = self._sums(instr_ids, i_scale)
+        s_sum = self._sums(struct_ids, 1.0)
         t_sum = [t + i for t, i in zip(t_sum, i_sum, strict=True)]
         logits = [b + s + t for b, s, t in zip(self.bias, s_sum, t_sum, strict=True)]
         kind_logits = logits[:DEEP]
@@ -75,10 +98,7 @@ class LinearModel:
 
     def to_json(self, *, meta: dict[str, Any] | None = None) -> bytes:
         """Sparse, quantised: each output column is scaled so its largest weight is 32767."""
-        scales = []
-        for j in range(N_OUT):
-            peak = max((abs(w[j]) for w in self.weights.values()), default=0.0)
-            scales.append(peak / 32767 if peak else 1.0)
+        scales = _scales_of(self.weights)
         rows = {
             str(i): [round(w[j] / scales[j]) for j in range(N_OUT)]
             for i, w in sorted(self.weights.items())
@@ -127,13 +147,30 @@ class LinearModel:
         return cls.from_json(data, source=str(path))
 
 
-_ZERO = (0.0,) * N_OUT
+_QMAX = 32767  # weights are quantised per output column to -_QMAX.._QMAX
+# A packed row: N_OUT fields of _BITS bits holding q + _OFFSET (always positive, so fields
+# never borrow from each other), then a count of 1 above them. A sum of up to 2**32 / 2**17
+# rows (far more n-grams than a bounded window has) keeps every field within its bits.
+_BITS = 32
+_OFFSET = 1 << 16
+_FIELD = (1 << _BITS) - 1
+_SHIFTS = tuple(_BITS * j for j in range(N_OUT))
+_COUNT_SHIFT = _BITS * N_OUT
 
 
-def _column_sums(rows: list[tuple[float, ...]], scale: float) -> list[float]:
-    if not rows:
-        return list(_ZERO)
-    return [sum(col) * scale for col in zip(*rows, strict=True)]
+def _scales_of(weights: dict[int, tuple[float, ...]]) -> list[float]:
+    scales = []
+    for j in range(N_OUT):
+        peak = max((abs(w[j]) for w in weights.values()), default=0.0)
+        scales.append(peak / _QMAX if peak else 1.0)
+    return scales
+
+
+def _pack(q: list[int]) -> int:
+    packed = 1 << _COUNT_SHIFT
+    for shift, value in zip(_SHIFTS, q, strict=True):
+        packed |= (value + _OFFSET) << shift
+    return packed
 
 
 def _sigmoid(x: float) -> float:
