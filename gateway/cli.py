@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -66,8 +66,17 @@ def serve(
         access_log=False,
         server_header=False,
         loop="auto",
-        http="auto",
+        http=_http_protocol(),
     )
+
+
+def _http_protocol() -> Any:
+    """The head-and-body coalescing httptools protocol, or uvicorn's choice without httptools."""
+    try:
+        from gateway.http_protocol import CoalescingHttpToolsProtocol
+    except ImportError:  # httptools is not installed: uvicorn falls back to h11
+        return "auto"
+    return CoalescingHttpToolsProtocol
 
 
 def _fresh_multiproc_dir() -> None:
