@@ -1,8 +1,14 @@
-"""Dispatch through real HTTP fakes: retries, Retry-After, fallbacks, no-retry 4xx, streams."""
+"""Dispatch through real HTTP fakes: retries, Retry-After, fallbacks, no-retry 4xx, streams.
+
+Faults that both wires must handle alike run twice (the `wire` fixture): on the dLLM route
+(dllm, falling back to ar-openai) and on the AR route (ar-openai over the native OpenAI wire,
+falling back to ar-anthropic through litellm).
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -37,16 +43,37 @@ def sse_events(text: str) -> list[str]:
     return [line[6:] for line in text.split("\n") if line.startswith("data: ")]
 
 
-def test_429_with_retry_after_is_honoured_then_succeeds(
-    client: Any, fake_dllm: FakeUpstream
-) -> None:
-    fake_dllm.script([status(429, retry_after=1), ok(content="refund")])
+@dataclass(frozen=True)
+class Wire:
+    """A route under test: its hint, its first backend and the one it falls back to."""
+
+    headers: dict[str, str]
+    name: str
+    upstream: FakeUpstream
+    fallback_name: str
+    fallback: FakeUpstream
+
+
+@pytest.fixture(params=["dllm", "ar-openai"])
+def wire(
+    request: pytest.FixtureRequest,
+    fake_dllm: FakeUpstream,
+    fake_openai: FakeUpstream,
+    fake_anthropic: FakeUpstream,
+) -> Wire:
+    if request.param == "dllm":
+        return Wire(HINT, "dllm", fake_dllm, "ar-openai", fake_openai)
+    return Wire({"X-Step-Kind": "reason"}, "ar-openai", fake_openai, "ar-anthropic", fake_anthropic)
+
+
+def test_429_with_retry_after_is_honoured_then_succeeds(client: Any, wire: Wire) -> None:
+    wire.upstream.script([status(429, retry_after=1), ok(content="refund")])
     started = time.monotonic()
-    r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
+    r = client.post("/v1/chat/completions", json=chat(), headers=wire.headers)
     elapsed = time.monotonic() - started
     assert r.status_code == 200, r.text
-    assert r.headers["x-stepgate-backend"] == "dllm"
-    assert len(fake_dllm.requests) == 2
+    assert r.headers["x-stepgate-backend"] == wire.name
+    assert len(wire.upstream.requests) == 2
     assert elapsed >= 0.95  # waited for Retry-After, not the 10 ms backoff
 
 
@@ -67,43 +94,35 @@ def test_retry_after_beyond_cap_falls_back_instead_of_waiting(
     assert len(fake_dllm.requests) == 1
 
 
-def test_500_once_is_retried_on_same_backend(
-    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
-) -> None:
-    fake_dllm.script([status(500), ok(content="shipping")])
-    r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
+def test_500_once_is_retried_on_same_backend(client: Any, wire: Wire) -> None:
+    wire.upstream.script([status(500), ok(content="shipping")])
+    r = client.post("/v1/chat/completions", json=chat(), headers=wire.headers)
     assert r.status_code == 200
     assert r.json()["choices"][0]["message"]["content"] == "shipping"
-    assert len(fake_dllm.requests) == 2 and not fake_openai.requests
+    assert len(wire.upstream.requests) == 2 and not wire.fallback.requests
 
 
-def test_persistent_503_falls_back_in_policy_order(
-    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
-) -> None:
-    fake_dllm.script([persistent(status(503))])
-    fake_openai.set_reply(content="refund")
-    r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
+def test_persistent_503_falls_back_in_policy_order(client: Any, wire: Wire) -> None:
+    wire.upstream.script([persistent(status(503))])
+    wire.fallback.set_reply(content="refund")
+    r = client.post("/v1/chat/completions", json=chat(), headers=wire.headers)
     assert r.status_code == 200, r.text
-    assert r.headers["x-stepgate-backend"] == "ar-openai"
+    assert r.headers["x-stepgate-backend"] == wire.fallback_name
     assert r.json()["choices"][0]["message"]["content"] == "refund"
-    assert len(fake_dllm.requests) == 2  # max_attempts per backend
-    assert len(fake_openai.requests) == 1
+    assert len(wire.upstream.requests) == 2  # max_attempts per backend
+    assert len(wire.fallback.requests) == 1
 
 
-def test_every_backend_down_is_503_with_each_failure_named(
-    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
-) -> None:
-    fake_dllm.script([persistent(status(503))])
-    fake_openai.script([persistent(status(503))])
-    r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
+def test_every_backend_down_is_503_with_each_failure_named(client: Any, wire: Wire) -> None:
+    wire.upstream.script([persistent(status(503))])
+    wire.fallback.script([persistent(status(503))])
+    r = client.post("/v1/chat/completions", json=chat(), headers=wire.headers)
     assert r.status_code == 503
     message = r.json()["error"]["message"]
-    assert "dllm" in message and "ar-openai" in message
+    assert wire.name in message and wire.fallback_name in message
 
 
-def test_context_length_400_is_not_retried_nor_failed_over(
-    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
-) -> None:
+def test_context_length_400_is_not_retried_nor_failed_over(client: Any, wire: Wire) -> None:
     body = {
         "error": {
             "message": "context length exceeded",
@@ -111,20 +130,20 @@ def test_context_length_400_is_not_retried_nor_failed_over(
             "code": "context_length_exceeded",
         }
     }
-    fake_dllm.script([status(400, body=body)])
-    r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
+    wire.upstream.script([status(400, body=body)])
+    r = client.post("/v1/chat/completions", json=chat(), headers=wire.headers)
     assert r.status_code == 400
     err = r.json()["error"]
     assert "context length exceeded" in err["message"]
     assert err["code"] == "context_length_exceeded"
-    assert len(fake_dllm.requests) == 1 and not fake_openai.requests
+    assert len(wire.upstream.requests) == 1 and not wire.fallback.requests
 
 
-def test_connection_reset_is_retried(client: Any, fake_dllm: FakeUpstream) -> None:
-    fake_dllm.script([reset(), ok(content="refund")])
-    r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
+def test_connection_reset_is_retried(client: Any, wire: Wire) -> None:
+    wire.upstream.script([reset(), ok(content="refund")])
+    r = client.post("/v1/chat/completions", json=chat(), headers=wire.headers)
     assert r.status_code == 200, r.text
-    assert len(fake_dllm.requests) == 2
+    assert len(wire.upstream.requests) == 2
 
 
 def test_no_response_times_out_and_falls_back(
@@ -136,12 +155,10 @@ def test_no_response_times_out_and_falls_back(
     assert r.headers["x-stepgate-backend"] == "ar-openai"
 
 
-def test_upstream_429_everywhere_is_429_with_retry_after(
-    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
-) -> None:
-    fake_dllm.script([persistent(status(429, retry_after=30))])
-    fake_openai.script([persistent(status(429, retry_after=30))])
-    r = client.post("/v1/chat/completions", json=chat(), headers=HINT)
+def test_upstream_429_everywhere_is_429_with_retry_after(client: Any, wire: Wire) -> None:
+    wire.upstream.script([persistent(status(429, retry_after=30))])
+    wire.fallback.script([persistent(status(429, retry_after=30))])
+    r = client.post("/v1/chat/completions", json=chat(), headers=wire.headers)
     assert r.status_code == 429
     assert int(r.headers["retry-after"]) >= 1
 
@@ -181,46 +198,42 @@ def test_stream_without_include_usage_has_no_usage_chunk(
     assert all("usage" not in c for c in chunks)
 
 
-def test_stream_cut_midway_is_an_error_not_a_truncated_success(
-    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
-) -> None:
-    fake_dllm.set_reply(content="one two three four five six")
-    fake_dllm.script([cut_stream(after_chunks=3)])
-    r = client.post("/v1/chat/completions", json=chat(stream=True), headers=HINT)
+def test_stream_cut_midway_is_an_error_not_a_truncated_success(client: Any, wire: Wire) -> None:
+    wire.upstream.set_reply(content="one two three four five six")
+    wire.upstream.script([cut_stream(after_chunks=3)])
+    r = client.post("/v1/chat/completions", json=chat(stream=True), headers=wire.headers)
     events = sse_events(r.text)
     assert "[DONE]" not in events
     last = orjson.loads(events[-1])
     assert last["error"]["code"] == "provider_stream_interrupted"
-    assert not fake_openai.requests  # no switch after the first byte
+    assert not wire.fallback.requests  # no switch after the first byte
 
 
-def test_stream_malformed_chunk_is_an_error(client: Any, fake_dllm: FakeUpstream) -> None:
-    fake_dllm.set_reply(content="one two three four")
-    fake_dllm.script([malformed_chunk(after_chunks=2)])
-    r = client.post("/v1/chat/completions", json=chat(stream=True), headers=HINT)
+def test_stream_malformed_chunk_is_an_error(client: Any, wire: Wire) -> None:
+    wire.upstream.set_reply(content="one two three four")
+    wire.upstream.script([malformed_chunk(after_chunks=2)])
+    r = client.post("/v1/chat/completions", json=chat(stream=True), headers=wire.headers)
     events = sse_events(r.text)
     assert "[DONE]" not in events
     assert "error" in orjson.loads(events[-1])
 
 
-def test_stream_missing_done_after_finish_is_complete(client: Any, fake_dllm: FakeUpstream) -> None:
-    fake_dllm.set_reply(content="all good")
-    fake_dllm.script([no_done()])
-    r = client.post("/v1/chat/completions", json=chat(stream=True), headers=HINT)
+def test_stream_missing_done_after_finish_is_complete(client: Any, wire: Wire) -> None:
+    wire.upstream.set_reply(content="all good")
+    wire.upstream.script([no_done()])
+    r = client.post("/v1/chat/completions", json=chat(stream=True), headers=wire.headers)
     events = sse_events(r.text)
     assert events[-1] == "[DONE]"
     finals = [orjson.loads(e)["choices"][0]["finish_reason"] for e in events[:-1]]
     assert "stop" in finals
 
 
-def test_stream_fails_over_before_first_byte(
-    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
-) -> None:
-    fake_dllm.script([persistent(status(503))])
-    fake_openai.set_reply(content="from the fallback")
-    r = client.post("/v1/chat/completions", json=chat(stream=True), headers=HINT)
+def test_stream_fails_over_before_first_byte(client: Any, wire: Wire) -> None:
+    wire.upstream.script([persistent(status(503))])
+    wire.fallback.set_reply(content="from the fallback")
+    r = client.post("/v1/chat/completions", json=chat(stream=True), headers=wire.headers)
     assert r.status_code == 200
-    assert r.headers["x-stepgate-backend"] == "ar-openai"
+    assert r.headers["x-stepgate-backend"] == wire.fallback_name
     events = sse_events(r.text)
     assert events[-1] == "[DONE]"
     text = "".join(
@@ -240,12 +253,10 @@ def test_stream_slow_first_token_times_out_to_fallback(
     assert r.headers["x-stepgate-backend"] == "ar-openai"
 
 
-def test_stream_all_backends_fail_before_first_byte_is_json_error(
-    client: Any, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
-) -> None:
-    fake_dllm.script([persistent(status(503))])
-    fake_openai.script([persistent(status(500))])
-    r = client.post("/v1/chat/completions", json=chat(stream=True), headers=HINT)
+def test_stream_all_backends_fail_before_first_byte_is_json_error(client: Any, wire: Wire) -> None:
+    wire.upstream.script([persistent(status(503))])
+    wire.fallback.script([persistent(status(500))])
+    r = client.post("/v1/chat/completions", json=chat(stream=True), headers=wire.headers)
     assert r.status_code in (502, 503)
     assert r.json()["error"]["message"]
 

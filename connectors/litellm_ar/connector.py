@@ -1,25 +1,33 @@
-"""AR providers via `litellm.acompletion`. litellm is imported lazily, off the start-up path.
+"""AR providers via litellm. litellm is imported lazily, off the start-up path.
 
 The import (seconds, ~190 MiB) happens in a worker thread the first time this backend is
-needed, or when `warm()` is called; `ready` reports whether it has finished.
+needed, or when `warm()` is called; `ready` reports whether it has finished and the backend's
+provider is resolved. With `transport: auto` a provider that speaks OpenAI's wire natively is
+called over Stepgate's own client (`native`), litellm deciding what is sent; every other
+provider, and `transport: litellm`, goes through `litellm.acompletion`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import ModuleType
 from typing import Any
 
 from connectors.base import Capabilities
 from connectors.litellm_ar import translate
 from connectors.litellm_ar.errors import map_exception
+from connectors.litellm_ar.native import NativeTransport, resolve
+from connectors.openai_wire.client import OpenAIWire
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderAuthError, ProviderError, ProviderTimeout
 from gateway.core.types import ChatRequest, Chunk, Completion
 from gateway.ledger.pricing import Price
 from gateway.policy.models import LitellmBackend
+
+log = logging.getLogger(__name__)
 
 
 def _import_litellm() -> ModuleType:
@@ -43,6 +51,11 @@ class _LitellmModule:
     def loaded(self) -> bool:
         return self._module is not None
 
+    @property
+    def module(self) -> ModuleType | None:
+        """The module once imported, else None (never imports)."""
+        return self._module
+
     async def get(self) -> ModuleType:
         if self._module is None:
             async with self._lock:
@@ -63,29 +76,77 @@ class LitellmConnector:
         self.capabilities = Capabilities(logprobs=config.model.startswith("openai/"))
         self._price = price  # litellm's offline cost map; the policy may override it
         self._litellm = module
+        self._resolved = False
+        self._native: NativeTransport | None = None
 
     @property
     def ready(self) -> bool:
-        return self._litellm.loaded
+        litellm = self._litellm.module
+        if litellm is None:
+            return False
+        self._transport(litellm)  # resolves the provider once, on the first look after import
+        return True
 
     async def warm(self) -> None:
-        await self._litellm.get()
+        self._transport(await self._litellm.get())
+
+    def _transport(self, litellm: ModuleType) -> NativeTransport | None:
+        """The native route, resolved by litellm once per backend; None: litellm.acompletion."""
+        if not self._resolved:
+            self._resolved = True
+            if self.config.transport == "auto":
+                try:
+                    self._native = resolve(litellm, self.name, self.config)
+                except Exception as exc:  # litellm's own types; acompletion reports it per call
+                    log.warning(
+                        "%s: litellm cannot resolve %r (%s); calls go through litellm.acompletion",
+                        self.name,
+                        self.config.model,
+                        exc,
+                    )
+        return self._native
 
     def price(self) -> Price | None:
         return self._price
 
     async def aclose(self) -> None:
-        # litellm keeps its own pooled clients per provider; nothing of ours stays open.
-        return None
+        # litellm keeps its own pooled clients per provider; the native route owns one session.
+        if self._native is not None:
+            await self._native.wire.aclose()
 
-    def _kwargs(self, request: ChatRequest, deadline: Deadline, *, stream: bool) -> dict[str, Any]:
-        key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
-        if self.config.api_key_env and not key:
+    def _api_key(self) -> str | None:
+        """The key from the policy's `api_key_env`, read per call; None: litellm's default."""
+        env = self.config.api_key_env
+        if not env:
+            return None
+        key = os.environ.get(env)
+        if not key:
             raise ProviderAuthError(
-                f"{self.name}: environment variable {self.config.api_key_env} is not set on the "
-                f"gateway; set it to call {self.config.model}",
+                f"{self.name}: environment variable {env} is not set on the gateway; set it to "
+                f"call {self.config.model}",
                 backend=self.name,
             )
+        return key
+
+    def _native_call(
+        self, litellm: ModuleType, request: ChatRequest, *, stream: bool
+    ) -> tuple[OpenAIWire, dict[str, Any], Mapping[str, str]] | None:
+        """Wire, body and headers when this request goes native; None: litellm.acompletion."""
+        native = self._transport(litellm)
+        body = native.body(request, stream=stream) if native is not None else None
+        if native is None or body is None:
+            return None
+        key = self._api_key() or native.default_key
+        if not key:
+            raise ProviderAuthError(
+                f"{self.name}: no API key for {self.config.model}: name one with `api_key_env` "
+                f"in the policy (litellm found no default for provider {native.provider})",
+                backend=self.name,
+            )
+        return native.wire, body, native.headers(key)
+
+    def _kwargs(self, request: ChatRequest, deadline: Deadline, *, stream: bool) -> dict[str, Any]:
+        key = self._api_key()
         return translate.call_kwargs(
             model=self.config.model,
             request=request,
@@ -96,7 +157,11 @@ class LitellmConnector:
         )
 
     async def complete(self, request: ChatRequest, deadline: Deadline) -> Completion:
-        litellm = await self._litellm.get()
+        litellm = self._litellm.module or await self._litellm.get()
+        native = self._native_call(litellm, request, stream=False)
+        if native is not None:
+            wire, body, headers = native
+            return await wire.complete(body, deadline, headers=headers)
         kwargs = self._kwargs(request, deadline, stream=False)
         try:
             async with asyncio.timeout(deadline.remaining()):
@@ -112,7 +177,17 @@ class LitellmConnector:
         return translate.parse_response(resp)
 
     async def stream(self, request: ChatRequest, deadline: Deadline) -> AsyncIterator[Chunk]:
-        litellm = await self._litellm.get()
+        litellm = self._litellm.module or await self._litellm.get()
+        native = self._native_call(litellm, request, stream=True)
+        if native is not None:
+            wire, body, headers = native
+            chunks = wire.stream(body, deadline, headers=headers)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                await chunks.aclose()  # our caller's aclose() reaches the response now
+            return
         kwargs = self._kwargs(request, deadline, stream=True)
         finished = False
         try:

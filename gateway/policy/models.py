@@ -85,6 +85,11 @@ class LitellmBackend(Strict):
     timeouts: Timeouts = Timeouts()
     # Overrides litellm's cost map for this backend.
     pricing: Pricing | None = None
+    # `auto`: a provider that speaks OpenAI's chat-completions wire natively (litellm's `openai`,
+    # i.e. also any OpenAI-compatible `base_url`, and `hosted_vllm`) is called over Stepgate's
+    # own HTTP client, litellm still resolving the provider and mapping the parameters;
+    # every other provider goes through `litellm.acompletion`. `litellm`: always acompletion.
+    transport: Literal["auto", "litellm"] = "auto"
 
     @model_validator(mode="after")
     def _url(self) -> LitellmBackend:
