@@ -139,7 +139,9 @@ def main() -> None:
             }
         b, a = row["before"], row["after"]
         row["cpu_ratio"] = a["cpu_ms_per_req"] / b["cpu_ms_per_req"]
-        row["added_p50_ratio"] = a["added_p50_ms"] / b["added_p50_ms"] if b["added_p50_ms"] else None
+        row["added_p50_ratio"] = (
+            a["added_p50_ms"] / b["added_p50_ms"] if b["added_p50_ms"] else None
+        )
         summary["levels"][c] = row
         print(
             f"  c={c:<2s} cpu/req {b['cpu_ms_per_req']:.3f} -> {a['cpu_ms_per_req']:.3f} ms "
