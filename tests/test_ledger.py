@@ -261,3 +261,30 @@ def test_latency_histogram_percentiles() -> None:
     assert p95 is not None and 30 < p95 <= 50
     assert histogram.percentile([0] * len(counts), 0.5) is None
     assert histogram.bucket_index(5.0) == histogram.BOUNDS_MS.index(5)  # upper bound inclusive
+
+
+def test_sqlite_batches_of_any_size_reuse_a_bounded_set_of_statements(tmp_path: Path) -> None:
+    """sqlite3 caches a prepared statement per SQL text and connection; a multi-row insert has
+    one text per row count. Batches of every size from 1 to 80 must map onto a bounded set of
+    texts (fixed pages), or that cache grows the process by tens of MiB under load."""
+    from sqlalchemy import event
+
+    from gateway.db.engine import SQLITE_INSERT_PAGE_ROWS, create_db_engine
+    from gateway.ledger.store import write_batch
+
+    url = sqlite_url(tmp_path)
+    upgrade(url)
+    engine = create_db_engine(url)
+    texts: set[str] = set()
+    event.listen(engine, "before_cursor_execute", lambda *a: texts.add(a[2]))
+    n = 0
+    for size in range(1, 81):
+        write_batch(engine, [record(f"b{n + i}") for i in range(size)])
+        n += size
+    inserts = [t for t in texts if t.lstrip().upper().startswith("INSERT INTO REQUESTS")]
+    # one text per page length (full pages plus every possible remainder), not one per size
+    assert len(inserts) <= SQLITE_INSERT_PAGE_ROWS < 40
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(requests)) == n
+    assert_rollups_match_raw(engine)
+    engine.dispose()
