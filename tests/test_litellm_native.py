@@ -362,3 +362,15 @@ def test_readyz_reports_the_native_backend_ready(client: Any) -> None:
     while not client.get("/readyz").json()["backends"]["ar-openai"]["ready"]:
         assert time.monotonic() < deadline, "litellm never finished importing"
         time.sleep(0.05)
+
+
+def test_litellm_objects_are_kept_out_of_full_collections() -> None:
+    """After the lazy import, litellm's module objects are frozen (gc.freeze): a full cyclic
+    collection would otherwise walk all of them and stall the event loop."""
+    import gc
+
+    module = _LitellmModule()
+    litellm = asyncio.run(module.get())
+    cost_map = litellm.model_cost
+    assert gc.is_tracked(cost_map)
+    assert not any(obj is cost_map for obj in gc.get_objects())  # not in generations 0-2

@@ -10,6 +10,7 @@ provider, and `transport: litellm`, goes through `litellm.acompletion`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -61,6 +62,11 @@ class _LitellmModule:
             async with self._lock:
                 if self._module is None:
                     self._module = await asyncio.to_thread(_import_litellm)
+                    # litellm's module objects (~190 MiB) live as long as the process: keep
+                    # them out of the cyclic collector's full passes, as gateway/app.py does
+                    # for everything built at start-up. Unfrozen, each full pass walked them
+                    # all and stalled every request in flight for ~200 ms (bench/README.md).
+                    gc.freeze()
         return self._module
 
 
