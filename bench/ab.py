@@ -1,9 +1,10 @@
 """Before/after on the dLLM route: two commits of Stepgate measured in one run, interleaved.
 
-    python bench/ab.py --base HEAD~1 [--head WORKTREE] [--rounds 3] [--duration 6]
+    python bench/ab.py --base HEAD~1 [--head REV] [--rounds 3] [--duration 6]
 
-Checks `--base` out into a temporary git worktree, then for each round starts `stepgate serve`
-from the base tree and from this checkout (alternating which goes first) against the same mock
+Checks `--base` (and `--head`, if given; else this checkout as it is) out into temporary git
+worktrees, then for each round starts `stepgate serve` from each tree (alternating which goes
+first) against the same mock
 upstream, and measures the dLLM route (JSON, bench/policy.yaml, virtual key) at concurrency 1
 and 8 with wrk, plus the direct upstream. Prints the median of the rounds per side and the
 after/before ratios, and writes bench/results/ab.json. Use it to show what one change to the hot
@@ -45,7 +46,8 @@ def measure_side(
     if key:
         env["STEPGATE_REQUIRE_KEYS"] = "true"
     auth = f"Bearer {key}" if key else None
-    sg = h.start_stepgate(workdir, env, policy=bench_run.POLICY, repo=repo)
+    # Each tree with its own bench policy (the policy language may have grown in between).
+    sg = h.start_stepgate(workdir, env, policy=repo / "bench" / "policy.yaml", repo=repo)
     out: dict[str, dict[str, Any]] = {}
     try:
         h.wait_for_200(
@@ -77,6 +79,7 @@ def measure_side(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--base", required=True, help="git revision to compare against")
+    ap.add_argument("--head", help="git revision to measure (default: this checkout)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=6.0, help="seconds per measurement")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -84,7 +87,8 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="stepgate-ab-"))
     base_tree = worktree(args.base, tmp / "base")
-    trees = {"before": base_tree, "after": h.REPO}
+    head_tree = worktree(args.head, tmp / "head") if args.head else h.REPO
+    trees = {"before": base_tree, "after": head_tree}
     mock = h.start_mock(tmp, model_ms=20.0, tokens=4)
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {
         side: {str(c): [] for c in LEVELS} for side in trees
@@ -119,13 +123,20 @@ def main() -> None:
                     )
     finally:
         mock.stop()
-        subprocess.run(
-            ["git", "-C", str(h.REPO), "worktree", "remove", "--force", str(base_tree)],
-            capture_output=True,
-        )
+        for tree in {base_tree, head_tree} - {h.REPO}:
+            subprocess.run(
+                ["git", "-C", str(h.REPO), "worktree", "remove", "--force", str(tree)],
+                capture_output=True,
+            )
 
-    summary: dict[str, Any] = {"base": args.base, "rounds": args.rounds, "levels": {}}
-    print(f"\nmedian of {args.rounds} rounds (dLLM route, JSON); base = {args.base}")
+    head = args.head or "this checkout"
+    summary: dict[str, Any] = {
+        "base": args.base,
+        "head": head,
+        "rounds": args.rounds,
+        "levels": {},
+    }
+    print(f"\nmedian of {args.rounds} rounds (dLLM route, JSON); {args.base} -> {head}")
     for c in map(str, LEVELS):
         floor = statistics.median(direct[c])
         row: dict[str, Any] = {"direct_p50_ms": floor}
