@@ -649,8 +649,9 @@ def main() -> None:
         h.precompile()
         res["meta"]["bytecode"] = "gateway/ and connectors/ precompiled (compileall)"
         res["stepgate"] = stepgate_phase(args, workdir, mock, bodies)
-        add_overheads(res["stepgate"]["dllm"], res["direct"])
-        add_overheads(res["stepgate"]["ar"], res["direct"])
+        for route in STEPGATE_ROUTES:
+            if route in res["stepgate"]:
+                add_overheads(res["stepgate"][route], res["direct"])
         if not args.no_litellm:
             res["litellm_proxy"] = litellm_phase(args, workdir, mock, bodies)
             add_overheads(res["litellm_proxy"]["runs"], res["direct"])
