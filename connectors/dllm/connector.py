@@ -1,7 +1,7 @@
 """The dLLM connector: an OpenAI-compatible dLLM server over the shared OpenAI-wire client.
 
 What is dLLM-specific (engine dialects, diffusion knobs, logprobs) lives in `translate`; the HTTP
-mechanics (one owned aiohttp session, errors, SSE) in `connectors.openai_wire`.
+mechanics (one owned keep-alive connection pool, errors, SSE) in `connectors.openai_wire`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""One OpenAI-compatible `/chat/completions` URL behind one owned aiohttp ClientSession.
+"""One OpenAI-compatible `/chat/completions` URL behind one owned keep-alive connection pool.
 
 The HTTP mechanics every connector that speaks the OpenAI wire shares: POST, status -> our error
 tree (`connectors.http_status`), JSON and SSE parsing, malformed chunks, cut streams, streams
-without a finish, the request deadline and the first-token timeout.
-
-aiohttp rather than httpx: on this path the client is most of the gateway's own CPU per
-request, and aiohttp's C parser costs about a fifth of httpx+httpcore+anyio (bench/README.md).
+without a finish, the request deadline and the first-token timeout. The transport is
+`connectors.openai_wire.http1` (why not httpx or aiohttp: see there and bench/README.md).
 """
 
 from __future__ import annotations
@@ -14,10 +12,10 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from connectors.http_status import error_for_status
+from connectors.openai_wire.http1 import Http1Pool, Response, UpstreamError, UpstreamTimeout
 from connectors.openai_wire.parse import parse_chunk, parse_completion
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderError, ProviderTimeout, ProviderUnavailable
@@ -29,8 +27,7 @@ class OpenAIWire:
     """POSTs chat-completions bodies to `url` for the backend `backend` (named in errors).
 
     `headers` go on every request (e.g. a fixed Authorization); `complete` and `stream` take
-    per-request ones too. The session is created on first use inside the running loop and
-    closed by `aclose`.
+    per-request ones too. Connections are opened on first use and closed by `aclose`.
     """
 
     def __init__(
@@ -45,27 +42,16 @@ class OpenAIWire:
         self.backend = backend
         self.url = url
         self._timeouts = timeouts
-        self._max_connections = max_connections
-        self._headers = {"content-type": "application/json", **(headers or {})}
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            t = self._timeouts
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=t.connect_s, sock_read=t.request_s
-                ),
-                skip_auto_headers=("User-Agent",),
-                auto_decompress=True,
-            )
-        return self._session
+        self._pool = Http1Pool(
+            url,
+            max_connections=max_connections,
+            connect_timeout_s=timeouts.connect_s,
+            read_timeout_s=timeouts.request_s,
+            headers={"content-type": "application/json", **(headers or {})},
+        )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._pool.aclose()
 
     async def complete(
         self,
@@ -77,17 +63,18 @@ class OpenAIWire:
         data = orjson.dumps(body)
         name = self.backend
         try:
-            async with (
-                asyncio.timeout(deadline.remaining()),
-                self._client().post(self.url, data=data, headers=headers) as response,
-            ):
-                raw = await response.read()
+            async with asyncio.timeout(deadline.remaining()):
+                response = await self._pool.post(data, headers)
+                try:
+                    raw = await response.read()
+                finally:
+                    response.close()
                 status, response_headers = response.status, response.headers
         except TimeoutError as exc:
             raise ProviderTimeout(
                 f"{name} did not answer before the request deadline", backend=name
             ) from exc
-        except aiohttp.ClientError as exc:
+        except UpstreamError as exc:
             raise _transport_error(name, exc) from exc
         if status != 200:
             raise self._status_error(status, raw, response_headers)
@@ -116,13 +103,14 @@ class OpenAIWire:
             async with asyncio.timeout(deadline.remaining()) as scope:
                 if first_token_s is not None:
                     scope.reschedule(loop.time() + deadline.cap(first_token_s))
-                async with self._client().post(self.url, data=data, headers=headers) as response:
+                response = await self._pool.post(data, headers)
+                try:
                     if response.status != 200:
                         raw = await response.read()
                         raise self._status_error(response.status, raw, response.headers)
                     finished = False
                     first = True
-                    async for line in _lines(response.content):
+                    async for line in _lines(response):
                         if not line.startswith(b"data:"):
                             continue
                         payload = line[5:].strip()
@@ -138,11 +126,13 @@ class OpenAIWire:
                         raise ProviderUnavailable(
                             f"{name} closed the stream before it finished", backend=name
                         )
+                finally:
+                    response.close()
         except TimeoutError as exc:
             raise ProviderTimeout(
                 f"{name} stream timed out (first token or request deadline)", backend=name
             ) from exc
-        except aiohttp.ClientError as exc:
+        except UpstreamError as exc:
             raise _transport_error(name, exc) from exc
 
     def _parse(self, payload: bytes) -> Chunk:
@@ -165,10 +155,10 @@ class OpenAIWire:
         )
 
 
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """SSE lines of any length (aiohttp's own line iterator caps a line at 64 KiB)."""
+async def _lines(response: Response) -> AsyncIterator[bytes]:
+    """SSE lines of any length."""
     pending = b""
-    async for data in content.iter_any():
+    async for data in response.chunks():
         pending += data
         *lines, pending = pending.split(b"\n")
         for line in lines:
@@ -191,7 +181,7 @@ def _error_message(raw: bytes) -> tuple[str, str | None]:
     return str(data)[:200], None
 
 
-def _transport_error(name: str, exc: aiohttp.ClientError) -> ProviderError:
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return ProviderTimeout(f"{name} timed out: {type(exc).__name__}", backend=name)
-    return ProviderUnavailable(f"{name} unreachable: {type(exc).__name__}: {exc}", backend=name)
+def _transport_error(name: str, exc: UpstreamError) -> ProviderError:
+    if isinstance(exc, UpstreamTimeout):
+        return ProviderTimeout(f"{name} timed out: {exc}", backend=name)
+    return ProviderUnavailable(f"{name} unreachable: {exc}", backend=name)
