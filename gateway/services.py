@@ -31,6 +31,7 @@ class Services:
     tracer: Tracer
     ledger: Ledger
     gate: Gate
+    telemetry: TelemetryRecorder
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -56,10 +57,8 @@ class Services:
             spool_dir=settings.spool_dir,
             options=LedgerOptions(upgrade=True),
         )
-        recorders: list[Recorder] = [
-            LedgerRecorder(ledger),
-            TelemetryRecorder(metrics=metrics, tracer=tracer),
-        ]
+        telemetry = TelemetryRecorder(metrics=metrics, tracer=tracer)
+        recorders: list[Recorder] = [LedgerRecorder(ledger), telemetry]
         gate = Gate.build(
             engine=ledger.engine,
             redis_url=settings.redis_url,
@@ -79,6 +78,7 @@ class Services:
             tracer=tracer,
             ledger=ledger,
             gate=gate,
+            telemetry=telemetry,
         )
 
     async def start(self) -> None:
@@ -98,6 +98,7 @@ class Services:
         await self.holder.aclose()
         await self.gate.aclose()  # settles what is queued before the ledger's engine goes
         await self.ledger.aclose()
+        self.telemetry.flush()
         if self.tracer.enabled:
             await asyncio.to_thread(self.tracer.shutdown)
 

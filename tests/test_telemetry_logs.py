@@ -84,3 +84,40 @@ def test_exceptions_are_logged_without_their_causes_text(stream: io.StringIO) ->
     assert line["exc_type"] == "RuntimeError"
     assert line["exc"] == "upstream said Bearer [REDACTED]"
     assert isinstance(line["traceback"], list) and "ValueError" in line["traceback"]
+
+
+def test_request_lines_are_written_in_batches_and_on_flush(stream: io.StringIO) -> None:
+    """The recorder keeps log lines off the moment right after a reply: they are written by a
+    timer (or `flush`, which shutdown calls), each request exactly once."""
+    import asyncio
+
+    from gateway.pipeline import Finished
+    from gateway.telemetry.metrics import Metrics
+    from gateway.telemetry.recorder import FLUSH_S, TelemetryRecorder
+    from gateway.telemetry.tracing import Tracer
+    from tests.test_telemetry_builders import profile
+
+    def finished(rid: str) -> Finished:
+        return Finished(
+            record=request(request_id=rid),
+            profile=profile(),
+            overhead_ms=0.5,
+            classify_ns=(0, 1000),
+            request_model="auto",
+            finish_reason="stop",
+            traceparent=None,
+        )
+
+    async def scenario() -> None:
+        recorder = TelemetryRecorder(metrics=Metrics(), tracer=Tracer.disabled())
+        recorder.record(finished("a"))
+        recorder.record(finished("b"))
+        assert lines(stream) == []  # nothing written at reply time
+        await asyncio.sleep(FLUSH_S * 3)
+        assert [line["request_id"] for line in lines(stream)] == ["a", "b"]
+        recorder.record(finished("c"))
+        recorder.flush()  # shutdown does this
+        recorder.flush()
+        assert [line["request_id"] for line in lines(stream)] == ["a", "b", "c"]
+
+    asyncio.run(scenario())
