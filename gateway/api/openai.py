@@ -140,7 +140,10 @@ class ChatCompletions:
                 media_type="text/event-stream",
                 headers={**outcome.headers, "cache-control": "no-cache"},
             )
-            await response(scope, receive, send)
+            try:
+                await response(scope, receive, send)
+            except Exception as exc:  # after the first byte: no error response can follow
+                log.exception("stream failed after it started", exc_info=exc)
             return
         result = await pipeline.chat(chat, ctx)
         try:
