@@ -313,3 +313,33 @@ def test_tls_verifies_the_server_certificate(
 def test_header_injection_is_refused() -> None:
     with pytest.raises(ValueError, match="invalid HTTP header"):
         pool("http://127.0.0.1:1/v1", headers={"authorization": "Bearer k\r\nx-evil: 1"})
+
+
+def test_a_stream_read_up_to_its_done_line_keeps_its_connection() -> None:
+    """An SSE consumer stops at `data: [DONE]`; the terminating chunk came with it, so the
+    connection is complete and goes back to the pool instead of being closed."""
+
+    async def sse(body: bytes, writer: asyncio.StreamWriter, _: Server) -> bool:
+        events = b'data: {"n": 1}\n\ndata: [DONE]\n\n'
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked"
+            b"\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(events), events)
+        )
+        await writer.drain()
+        return True
+
+    async def scenario() -> None:
+        async with Server(sse) as srv:
+            p = pool(srv.url(), max_connections=1)
+            for _ in range(3):
+                r = await p.post(b"{}")
+                buffered = b""
+                async for part in r.chunks():
+                    buffered += part
+                    if b"data: [DONE]" in buffered:
+                        break  # what the OpenAI-wire client does
+                await asyncio.sleep(0.01)  # the terminating chunk is in by now
+                r.close()
+            assert srv.connections == 1
+
+    run(scenario)

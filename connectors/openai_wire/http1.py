@@ -207,7 +207,11 @@ class Response:
             raise UpstreamError(f"undecodable {self.headers.get('content-encoding')} body") from exc
 
     def close(self) -> None:
-        self._finish(reuse=False)
+        """Done with this response. The connection is kept when the answer has fully arrived
+        (e.g. a stream's terminating chunk came with its `[DONE]`) and nothing was left unread
+        but that; otherwise it is closed."""
+        conn = self._conn
+        self._finish(reuse=conn is not None and conn.complete and not conn.body)
 
     def _finish(self, *, reuse: bool) -> None:
         conn, self._conn = self._conn, None
