@@ -216,6 +216,13 @@ def profile_startup(args: argparse.Namespace) -> None:
     print(text)
 
 
+def scrub_paths(svg: Path) -> None:
+    """py-spy writes its own command line (absolute paths of this machine) into the graph's
+    title; keep only paths relative to the repository in the committed file."""
+    text = svg.read_text()
+    svg.write_text(text.replace(str(h.REPO) + "/", "").replace(str(h.REPO), "."))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=int, default=20)
@@ -311,6 +318,7 @@ def main() -> None:
                 _, err = p.communicate(timeout=args.seconds + 60)
                 if p.returncode != 0:
                     raise SystemExit(f"py-spy failed: {err.decode(errors='replace')}")
+            scrub_paths(svg)
         finally:
             sg.stop()
     finally:

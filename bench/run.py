@@ -625,7 +625,6 @@ def main() -> None:
             "tokens": args.tokens,
             "levels": list(LEVELS),
             "loadgen": "wrk -t1 -c<c> (closed loop) with bench/loadgen.lua",
-            "workdir": str(workdir),
         }
     }
     mock = h.start_mock(workdir, model_ms=args.model_ms, tokens=args.tokens)
