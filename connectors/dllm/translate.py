@@ -13,10 +13,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.core import params
 from gateway.core.types import ChatRequest
 from gateway.policy.models import DllmBackend
 
 LOGPROB_ENGINES = frozenset({"vllm", "openai"})
+# What an OpenAI-compatible dLLM server takes from the caller: OpenAI's chat parameters and the
+# samplers vLLM and SGLang document; the diffusion knobs come from the policy only.
+DLLM_PARAMS = (params.OPENAI_CHAT_PARAMS | {"top_k", "min_p", "repetition_penalty"}) - {
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+}
 
 
 def returns_logprobs(backend: DllmBackend) -> bool:
@@ -24,7 +33,7 @@ def returns_logprobs(backend: DllmBackend) -> bool:
 
 
 def request_body(backend: DllmBackend, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-    body: dict[str, Any] = request.passthrough()
+    body: dict[str, Any] = {k: v for k, v in request.passthrough().items() if k in DLLM_PARAMS}
     body["model"] = backend.model
     body["messages"] = request.wire_messages()
     if stream:

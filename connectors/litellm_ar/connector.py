@@ -23,12 +23,33 @@ from connectors.litellm_ar.errors import map_exception
 from connectors.litellm_ar.native import NativeTransport, resolve
 from connectors.openai_wire.client import OpenAIWire
 from gateway.core.deadline import Deadline
-from gateway.core.errors import ProviderAuthError, ProviderError, ProviderTimeout
+from gateway.core.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+)
 from gateway.core.types import ChatRequest, Chunk, Completion
 from gateway.ledger.pricing import Price
 from gateway.policy.models import LitellmBackend
 
 log = logging.getLogger(__name__)
+
+# Providers whose litellm handler passes an https image URL on to the provider as a URL (the
+# provider fetches it); for every other provider litellm downloads it on the gateway.
+URL_MEDIA_PROVIDERS = frozenset({"openai", "azure", "anthropic", "hosted_vllm"})
+
+
+def _has_remote_media(request: ChatRequest) -> bool:
+    for message in request.messages:
+        if isinstance(message.content, list):
+            for part in message.content:
+                if part.get("type") in ("image_url", "file"):
+                    image = part.get("image_url")
+                    url = image.get("url") if isinstance(image, dict) else image
+                    if isinstance(url, str) and not url.startswith("data:"):
+                        return True
+    return False
 
 
 def _import_litellm() -> ModuleType:
@@ -84,6 +105,7 @@ class LitellmConnector:
         self._litellm = module
         self._resolved = False
         self._native: NativeTransport | None = None
+        self._provider = config.model.split("/", 1)[0]
 
     @property
     def ready(self) -> bool:
@@ -152,6 +174,15 @@ class LitellmConnector:
         return native.wire, body, native.headers(key)
 
     def _kwargs(self, request: ChatRequest, deadline: Deadline, *, stream: bool) -> dict[str, Any]:
+        if self._provider not in URL_MEDIA_PROVIDERS and _has_remote_media(request):
+            # litellm downloads remote images and files itself for these providers: on the
+            # gateway, synchronously, from any address the caller names.
+            raise ProviderRejected(
+                f"{self.name} ({self.config.model}) cannot take image or file URLs through "
+                "Stepgate; send them inline as data: URLs",
+                backend=self.name,
+                code="remote_media_refused",
+            )
         key = self._api_key()
         return translate.call_kwargs(
             model=self.config.model,

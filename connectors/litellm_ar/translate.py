@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.core import params
 from gateway.core.types import ChatRequest, Chunk, Completion, TokenLogprob, Usage
+
+# What goes to `litellm.acompletion` from the caller: chat parameters litellm maps per provider
+# (dropping what a provider cannot take). `metadata` is litellm's own logging payload.
+LITELLM_PARAMS = params.CHAT_PARAMS - {"metadata"}
 
 
 def call_kwargs(
@@ -16,8 +21,12 @@ def call_kwargs(
     timeout_s: float,
     stream: bool,
 ) -> dict[str, Any]:
-    kwargs: dict[str, Any] = request.passthrough()
-    kwargs.pop("metadata", None)  # litellm treats `metadata` as its own logging payload
+    # Only allow-listed chat parameters, never a key litellm reads as an option of its own
+    # (`base_url`, `api_key`, `extra_headers`, `mock_response`, ...): those are set below,
+    # from the policy, after the caller's, and `metadata` is litellm's logging payload.
+    kwargs: dict[str, Any] = {
+        k: v for k, v in request.passthrough().items() if k in LITELLM_PARAMS
+    }
     kwargs.update(
         model=model,
         messages=request.wire_messages(),

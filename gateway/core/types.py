@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from gateway.core import params
+from gateway.core.errors import BadRequest
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -24,6 +27,31 @@ class Message(BaseModel):
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _has_content(self) -> Message:
+        if self.content is None and self.role != "assistant" and self.role != "function":
+            raise ValueError(
+                f"a {self.role} message needs `content` (a string or a list of content parts)"
+            )
+        if (
+            self.role == "assistant"
+            and self.content is None
+            and not self.tool_calls
+            and "function_call" not in (self.model_extra or {})
+        ):
+            raise ValueError("an assistant message needs `content` or `tool_calls`")
+        if isinstance(self.content, list):
+            if len(self.content) > params.MAX_CONTENT_PARTS:
+                raise ValueError(
+                    f"at most {params.MAX_CONTENT_PARTS} content parts per message; "
+                    f"got {len(self.content)}"
+                )
+            for i, part in enumerate(self.content):
+                problem = _media_problem(part)
+                if problem:
+                    raise ValueError(f"content[{i}]: {problem}")
+        return self
 
     def text(self) -> str:
         """The message's text parts joined; images and audio parts are skipped."""
@@ -49,8 +77,8 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    model: str = Field(min_length=1)
-    messages: list[Message] = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[Message] = Field(min_length=1, max_length=params.MAX_MESSAGES)
     # The body exactly as the caller sent it (set by `from_wire`): forwarded without a re-dump.
     _wire: dict[str, Any] | None = PrivateAttr(default=None)
     stream: bool = False
@@ -61,13 +89,13 @@ class ChatRequest(BaseModel):
     response_format: dict[str, Any] | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=params.MAX_OUTPUT_TOKENS)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=params.MAX_OUTPUT_TOKENS)
     n: int | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: str | list[str] | None = Field(default=None, max_length=params.MAX_STOP_SEQUENCES)
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     user: str | None = None
-    metadata: dict[str, str] | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=16)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
@@ -83,6 +111,8 @@ class ChatRequest(BaseModel):
     def _tools_are_functions(
         cls, value: list[dict[str, Any]] | None
     ) -> list[dict[str, Any]] | None:
+        if value is not None and len(value) > params.MAX_TOOLS:
+            raise ValueError(f"at most {params.MAX_TOOLS} tools; got {len(value)}")
         for i, tool in enumerate(value or []):
             fn = tool.get("function")
             if tool.get("type") != "function" or not isinstance(fn, dict) or not fn.get("name"):
@@ -93,7 +123,31 @@ class ChatRequest(BaseModel):
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> ChatRequest:
-        """Validate a caller's JSON body and keep it for faithful, cheap forwarding."""
+        """Validate a caller's JSON body and keep it for faithful, cheap forwarding.
+
+        Raises BadRequest for a key outside the chat parameter allow-list (naming it) and for
+        a body nested deeper than `params.MAX_JSON_DEPTH`; pydantic's ValidationError else.
+        """
+        control, unknown = params.unknown_params(data.keys())
+        if control:
+            raise BadRequest(
+                f"`{control[0]}` is not accepted: upstream URLs, credentials, headers and SDK "
+                "options come only from the gateway's policy; remove it from the request",
+                param=control[0],
+                code="forbidden_parameter",
+            )
+        if unknown:
+            raise BadRequest(
+                f"unknown parameter `{unknown[0]}`: Stepgate forwards only documented chat "
+                "completion parameters (see docs/security.md); remove it or check its spelling",
+                param=unknown[0],
+                code="unknown_parameter",
+            )
+        if params.json_depth_exceeds(data):
+            raise BadRequest(
+                f"request body nests deeper than {params.MAX_JSON_DEPTH} levels; flatten it",
+                code="too_deep",
+            )
         request = cls.model_validate(data)
         request._wire = data
         return request
@@ -103,14 +157,15 @@ class ChatRequest(BaseModel):
         return self.max_completion_tokens or self.max_tokens
 
     def passthrough(self) -> dict[str, Any]:
-        """Generation parameters to forward upstream, exactly as the caller sent them."""
+        """Generation parameters to forward upstream, exactly as the caller sent them.
+
+        Only allow-listed chat parameters (`params.CHAT_PARAMS`), whichever way the request
+        was built; each connector narrows this further to what its provider takes.
+        """
         if self._wire is None:
-            body = self.model_dump(exclude_none=True, exclude={"model", "messages", "stream"})
-            body.pop("stream_options", None)
-            return body
-        body = {
-            k: v for k, v in self._wire.items() if v is not None and k not in _NOT_PASSED_THROUGH
-        }
+            dumped = self.model_dump(exclude_none=True)
+            return {k: v for k, v in dumped.items() if k in _PASSED_THROUGH}
+        body = {k: v for k, v in self._wire.items() if v is not None and k in _PASSED_THROUGH}
         for name in _COERCED & body.keys():
             body[name] = getattr(self, name)  # the validated value (e.g. 1 -> 1.0 is fine)
         return body
@@ -121,7 +176,31 @@ class ChatRequest(BaseModel):
         return [m.model_dump(exclude_none=True) for m in self.messages]
 
 
-_NOT_PASSED_THROUGH = frozenset({"model", "messages", "stream", "stream_options"})
+def _media_problem(part: Any) -> str | None:
+    """Why a content part is refused, or None. The gateway never fetches a caller's URL: some
+    SDK paths download `http://` images and URL-like file ids on the gateway itself."""
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        return "each content part must be an object with a string `type`"
+    kind = part["type"]
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if not isinstance(url, str) or not url.startswith(("https://", "data:")):
+            return "image_url.url must be an https:// URL or a data: URL"
+    elif kind == "file":
+        file = part.get("file")
+        if not isinstance(file, dict):
+            return "file must be an object with `file_id` or `file_data`"
+        file_id = file.get("file_id")
+        if isinstance(file_id, str) and file_id.lower().startswith(("http:", "https:", "www.")):
+            return "file.file_id must be an uploaded file's id, not a URL; send file_data instead"
+        data = file.get("file_data")
+        if data is not None and not (isinstance(data, str) and data.startswith("data:")):
+            return "file.file_data must be a data: URL"
+    return None
+
+
+_PASSED_THROUGH = params.CHAT_PARAMS - {"model", "messages", "stream", "stream_options"}
 # Typed scalars whose validated value is forwarded (pydantic may have coerced the raw one).
 _COERCED = frozenset(
     {
