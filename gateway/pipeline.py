@@ -17,8 +17,9 @@ from typing import Protocol
 from connectors.base import Connector
 from gateway.classify.classifier import Classifier
 from gateway.classify.profile import StepProfile
-from gateway.confidence import Disposition, judge
+from gateway.confidence import Disposition
 from gateway.confidence import decide as decide_disposition
+from gateway.confidence.offloop import Judge
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderError, StepgateError, StreamInterrupted
 from gateway.core.money import format_usd
@@ -112,11 +113,13 @@ class Pipeline:
         classifier: Classifier,
         recorders: Sequence[Recorder] = (),
         gate: Gate | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self.holder = holder
         self.classifier = classifier
         self.recorders = list(recorders)
         self.gate = gate
+        self.judge = judge or Judge()
 
     async def _admit(self, trace: _Trace, request: ChatRequest) -> None:
         """Rate limits and budget reservation (raises 429/402), after routing, before dispatch."""
@@ -199,7 +202,7 @@ class Pipeline:
                 )
             except ProviderError:
                 second = None  # agreement cannot run; the verdict rests on the other checks
-        verdict = judge(
+        verdict = await self.judge(
             request, completion, kind=trace.profile.kind, checks=esc.checks, second=second
         )
         action = decide_disposition(verdict, esc, trace.profile.kind)

@@ -96,6 +96,7 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.holder.aclose()
+        self.pipeline.judge.aclose()
         await self.gate.aclose()  # settles what is queued before the ledger's engine goes
         await self.ledger.aclose()
         self.telemetry.flush()

@@ -15,11 +15,7 @@ from typing import Any, Literal
 
 import orjson
 
-# No stubs ship with jsonschema (types-jsonschema is not a dev dependency yet).
-from jsonschema import SchemaError  # type: ignore[import-untyped, unused-ignore]
-from jsonschema.protocols import Validator  # type: ignore[import-untyped, unused-ignore]
-from jsonschema.validators import validator_for  # type: ignore[import-untyped, unused-ignore]
-
+from gateway.confidence import schemas
 from gateway.core.types import ChatRequest, Completion
 
 Reason = Literal[
@@ -33,6 +29,7 @@ Reason = Literal[
     "low_token_confidence",
     "disagreement",
     "no_logprobs",
+    "unchecked",
 ]
 # Reasons from hard validators: any of them caps the verdict's score.
 HARD_REASONS: frozenset[Reason] = frozenset(
@@ -95,30 +92,6 @@ def looks_like_json(text: str) -> bool:
 # --- JSON and schema ---------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=512)
-def _compiled(schema_key: bytes) -> Validator | str:
-    """A validator for a serialized schema, or the reason the schema itself is unusable.
-
-    Building and checking a validator costs far more than validating a short answer, and
-    callers send the same few schemas over and over, so compiled validators are memoized.
-    """
-    schema = orjson.loads(schema_key)
-    cls = validator_for(schema)
-    try:
-        cls.check_schema(schema)
-    except SchemaError as exc:
-        return f"the request's schema is invalid ({exc.message}); answer not checked against it"
-    return cls(schema)
-
-
-def schema_validator(schema: dict[str, Any]) -> Validator | str:
-    try:
-        key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
-    except TypeError as exc:
-        return f"the request's schema cannot be serialized ({exc}); answer not checked against it"
-    return _compiled(key)
-
-
 def check_schema(
     value: Any, schema: dict[str, Any], *, where: str = "answer"
 ) -> tuple[list[Finding], list[Finding], str | None]:
@@ -127,12 +100,16 @@ def check_schema(
     Enum and const violations are split out: they are label errors, reported by the `labels`
     check, while everything else is a `schema_mismatch`.
     """
-    validator = schema_validator(schema)
+    validator = schemas.validator(schema)
     if isinstance(validator, str):
         return [], [], validator
+    try:
+        errors = schemas.errors(validator, value, _MAX_SCHEMA_ERRORS)
+    except schemas.Uncheckable as exc:
+        return [], [], f"answer not checked against the request's schema: {exc}"
     structural: list[Finding] = []
     labels: list[Finding] = []
-    for error in _limited(validator.iter_errors(value)):
+    for error in errors:
         at = error.json_path
         if error.validator in ("enum", "const"):
             allowed = error.validator_value
@@ -146,13 +123,6 @@ def check_schema(
         else:
             structural.append(Finding("schema_mismatch", f"{where} {at}: {error.message}"))
     return structural, labels, None
-
-
-def _limited(errors: Iterator[Any]) -> Iterator[Any]:
-    for i, error in enumerate(errors):
-        if i >= _MAX_SCHEMA_ERRORS:
-            return
-        yield error
 
 
 def check_tool_calls(request: ChatRequest, completion: Completion) -> list[Finding]:

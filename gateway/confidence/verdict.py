@@ -103,7 +103,6 @@ def judge(
     if unknown:
         raise ValueError(f"unknown checks {sorted(unknown)}; known: {sorted(KNOWN_CHECKS)}")
     findings: list[Finding] = []
-    notes: list[str] = []
     run: list[str] = []
     structural_ran = False
     text = completion.content or ""
@@ -127,7 +126,9 @@ def judge(
                 structural, label_findings, note = check_schema(parsed.value, schema)
                 findings.extend(structural)
                 if note:
-                    notes.append(note)
+                    # Said as a reason too: an answer whose schema could not be checked is
+                    # not a validated one (metrics, the ledger and `calibrate` see it).
+                    findings.append(Finding("unchecked", note))
                 if "labels" not in enabled:
                     findings.extend(Finding("schema_mismatch", f.detail) for f in label_findings)
                     label_findings = []
@@ -158,7 +159,7 @@ def judge(
             findings.extend(grounded)
 
     reasons: list[Reason] = [f.reason for f in findings]
-    details: list[str] = [f"{f.reason}: {f.detail}" for f in findings] + notes
+    details: list[str] = [f"{f.reason}: {f.detail}" for f in findings]
     evidence: list[float] = []
 
     token_min: float | None = None

@@ -149,8 +149,29 @@ class ChatRequest(BaseModel):
                 code="too_deep",
             )
         request = cls.model_validate(data)
+        for where, schema in request.schemas():
+            refs = params.remote_refs(schema)
+            if refs:
+                raise BadRequest(
+                    f"{where}: `$ref` {refs[0][:80]!r} points outside the schema; the gateway "
+                    "never fetches schemas: inline it under `$defs` and refer to it as "
+                    "'#/$defs/...'",
+                    param=where,
+                    code="remote_ref",
+                )
         request._wire = data
         return request
+
+    def schemas(self) -> list[tuple[str, Any]]:
+        """(where, schema) for the response format's JSON schema and each tool's parameters."""
+        found: list[tuple[str, Any]] = []
+        fmt = self.response_format
+        if fmt and isinstance(fmt.get("json_schema"), dict) and "schema" in fmt["json_schema"]:
+            found.append(("response_format.json_schema.schema", fmt["json_schema"]["schema"]))
+        for i, tool in enumerate(self.tools or ()):
+            if "parameters" in tool["function"]:
+                found.append((f"tools[{i}].function.parameters", tool["function"]["parameters"]))
+        return found
 
     def output_limit(self) -> int | None:
         """The caller's cap on generated tokens, whichever spelling it used."""
