@@ -15,6 +15,8 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.api import admin, health, openai
 from gateway.api.dashboard import dashboard_routes
+from gateway.api.sessions import build_sessions
+from gateway.api.slashes import use_relative_slash_redirects
 from gateway.api.spend import spend_routes
 from gateway.core.errors import (
     GatewayError,
@@ -89,6 +91,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         app.state.services = built
         app.state.settings = settings
         app.state.ledger = built.ledger
+        app.state.sessions = build_sessions(
+            redis_url=settings.redis_url, ttl_s=settings.session_ttl_s
+        )
         await built.start()
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise walk it (classifier weights, models,
@@ -97,6 +102,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         try:
             yield
         finally:
+            await app.state.sessions.aclose()
             await built.aclose()
 
     routes = [
@@ -110,7 +116,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         *spend_routes,
         *dashboard_routes,
     ]
-    return Gateway(
+    app = Gateway(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
@@ -120,6 +126,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             405: _method_not_allowed,
         },
     )
+    use_relative_slash_redirects(app.router)
+    return app
 
 
 def app_from_env() -> Starlette:

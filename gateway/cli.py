@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
+
+if TYPE_CHECKING:  # imported where used: `stepgate --help` stays fast
+    from gateway.connlimits import ConnectionLimits
+    from gateway.policy.models import Policy
+    from gateway.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Stepgate routing gateway")
 policy_app = typer.Typer(no_args_is_help=True, help="Validate and explain routing policies")
@@ -39,7 +44,7 @@ def serve(
         typer.echo(f"stepgate: invalid settings: {exc}", err=True)
         raise typer.Exit(2) from exc
     try:
-        load_policy(settings.policy)
+        loaded = load_policy(settings.policy)
     except PolicyLoadError as exc:
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
@@ -65,18 +70,52 @@ def serve(
         log_level=settings.log_level,
         access_log=False,
         server_header=False,
+        # uvicorn believes X-Forwarded-* from 127.0.0.1 by default; believe only the proxies
+        # STEPGATE_TRUSTED_PROXIES names (none by default), as the app itself does.
+        forwarded_allow_ips=[str(network) for network in settings.trusted_proxies],
         loop="auto",
-        http=_http_protocol(),
+        http=_http_protocol(_connection_limits(settings, loaded)),
+        timeout_keep_alive=settings.keepalive_s,
     )
 
 
-def _http_protocol() -> Any:
-    """The head-and-body coalescing httptools protocol, or uvicorn's choice without httptools."""
+def _connection_limits(settings: Settings, policy: Policy) -> ConnectionLimits:
+    """The caps and read timeouts, with RLIMIT_NOFILE raised so the caps bind before fds do."""
+    from gateway.connlimits import (
+        ConnectionLimits,
+        inbound_cap,
+        raise_nofile_limit,
+        upstream_reserve,
+    )
+
+    fds = raise_nofile_limit()
+    cap = inbound_cap(
+        requested=settings.max_connections,
+        fd_limit=fds.soft if fds is not None else None,
+        reserve=upstream_reserve(policy),
+    )
+    if cap < settings.max_connections and fds is not None:
+        typer.echo(
+            f"stepgate: STEPGATE_MAX_CONNECTIONS={settings.max_connections} lowered to {cap}: "
+            f"the fd limit is {fds.soft} (hard {fds.hard}) and upstreams and the database "
+            "need the rest; raise the hard limit (`ulimit -Hn`) to allow more",
+            err=True,
+        )
+    return ConnectionLimits(
+        header_timeout_s=settings.header_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        max_connections=cap,
+        max_connections_per_client=settings.max_connections_per_client,
+    )
+
+
+def _http_protocol(limits: ConnectionLimits) -> Any:
+    """The guarded, coalescing httptools protocol, or uvicorn's choice without httptools."""
     try:
-        from gateway.http_protocol import CoalescingHttpToolsProtocol
+        from gateway.http_protocol import GuardedProtocolFactory
     except ImportError:  # httptools is not installed: uvicorn falls back to h11
         return "auto"
-    return CoalescingHttpToolsProtocol
+    return GuardedProtocolFactory(limits)
 
 
 def _fresh_multiproc_dir() -> None:

@@ -335,7 +335,7 @@ def test_dashboard_in_chromium_empty_then_matching_the_ledger(
         with chromium() as page:
             _sign_in(page, base)
             assert page.evaluate("document.body.dataset.state") == "ready", page.console
-            cookies = page.send("Network.getCookies", {"urls": [base]})["cookies"]
+            cookies = page.send("Network.getCookies", {"urls": [base + "/dashboard"]})["cookies"]
             admin_cookie = next(c for c in cookies if c["name"] == "stepgate_admin")
             assert admin_cookie["httpOnly"] and admin_cookie["sameSite"] == "Strict"
             assert "stepgate_admin" not in page.evaluate("document.cookie")
@@ -429,5 +429,5 @@ def test_dashboard_in_chromium_empty_then_matching_the_ledger(
 
             page.evaluate("document.getElementById('logout').click(); true")
             page.wait_for("location.pathname === '/dashboard/login'")
-            cookies = page.send("Network.getCookies", {"urls": [base]})["cookies"]
+            cookies = page.send("Network.getCookies", {"urls": [base + "/dashboard"]})["cookies"]
             assert not [c for c in cookies if c["name"] == "stepgate_admin"]

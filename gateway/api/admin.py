@@ -10,7 +10,7 @@ from gateway.api.admin_auth import require_admin
 
 
 async def reload_policy(request: Request) -> Response:
-    require_admin(request)
+    await require_admin(request)
     holder = request.app.state.services.holder
     ok, problems = holder.reload()
     body = {"reloaded": ok, "generation": holder.current.number, "problems": problems}

@@ -2,14 +2,14 @@
 
 The page itself is static HTML + JS (gateway/dashboard/) that calls `/v1/spend/*` for every
 rollup figure and `/dashboard/api/*` for what the rollups do not hold (recent requests,
-top keys, filter choices). Sign-in stores the admin key in an HttpOnly,
-SameSite=Strict cookie that `admin_auth` accepts on every admin endpoint.
+top keys, filter choices). Sign-in starts a server-side session (gateway.api.sessions) and
+puts only its random token in an HttpOnly, SameSite=Strict cookie, limited to the paths the
+page reads; sign-out revokes the session, so a copied cookie stops working too.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import html
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,18 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from gateway.api.admin_auth import ADMIN_COOKIE, presented_key, require_admin
-from gateway.api.spend import LedgerUnavailable, _one, _parse
+from gateway.api.admin_auth import (
+    ADMIN_COOKIE,
+    COOKIE_PATHS,
+    is_admin,
+    key_ok,
+    presented_key,
+    require_admin,
+    session_token,
+)
+from gateway.api.origin import request_scheme, require_same_origin
+from gateway.api.sessions import SessionStore, admin_fingerprint
+from gateway.api.spend import LedgerUnavailable, _one, _parse, bad_request
 from gateway.classify.profile import STEP_KINDS
 from gateway.core.errors import BadRequest
 from gateway.ledger import recent
@@ -36,7 +46,6 @@ from gateway.settings import Settings
 ASSETS = Path(__file__).resolve().parent.parent / "dashboard"
 STATIC = ASSETS / "static"
 TEMPLATES = ASSETS / "templates"
-COOKIE_MAX_AGE_S = 12 * 3600
 # Everything the page loads comes from this origin: no CDN, no inline script.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -89,13 +98,6 @@ def _admin_configured(request: Request) -> bool:
     return settings.admin_key is not None
 
 
-def _key_ok(request: Request, key: str | None) -> bool:
-    settings: Settings = request.app.state.settings
-    if settings.admin_key is None or not key:
-        return False
-    return hmac.compare_digest(key.encode(), settings.admin_key.get_secret_value().encode())
-
-
 def _login_page(request: Request, *, error: str = "", status: int = 401) -> HTMLResponse:
     disabled = not _admin_configured(request)
     if disabled:
@@ -111,10 +113,11 @@ def _login_page(request: Request, *, error: str = "", status: int = 401) -> HTML
 
 
 async def dashboard_page(request: Request) -> Response:
-    """The page for a valid admin key (cookie, bearer or x-api-key); else the sign-in form."""
-    if not _key_ok(request, presented_key(request)):
-        message = "That admin key is not valid any more." if presented_key(request) else ""
-        return _login_page(request, error=message)
+    """The page for a valid admin key (bearer or x-api-key) or session; else the sign-in form."""
+    if not await is_admin(request):
+        stale = presented_key(request) or session_token(request)
+        message = "Your session has ended or that admin key is not valid; sign in again."
+        return _login_page(request, error=message if stale else "")
     body = _render(
         "dashboard.html",
         css=_asset_url("dashboard.css"),
@@ -125,35 +128,44 @@ async def dashboard_page(request: Request) -> Response:
 
 
 async def login_form(request: Request) -> Response:
-    if _key_ok(request, presented_key(request)):
+    if await is_admin(request):
         return RedirectResponse("/dashboard", status_code=303)
     return _login_page(request, status=200)
 
 
 async def login(request: Request) -> Response:
-    """POST key=<admin key> (form-encoded): set the cookie and go to the dashboard."""
-    if not _admin_configured(request):
+    """POST key=<admin key> (form-encoded): start a session, set its cookie, go to the page."""
+    require_same_origin(request)
+    settings: Settings = request.app.state.settings
+    if settings.admin_key is None:
         return _login_page(request)
     body = (await request.body()).decode("utf-8", errors="replace")
     key = (parse_qs(body).get("key") or [""])[0].strip()
-    if not _key_ok(request, key):
+    if not key_ok(settings, key):
         return _login_page(request, error="Invalid admin key. Check STEPGATE_ADMIN_KEY.")
+    sessions: SessionStore = request.app.state.sessions
+    token = await sessions.create(fingerprint=admin_fingerprint(key))
     response = RedirectResponse("/dashboard", status_code=303)
-    response.set_cookie(
-        ADMIN_COOKIE,
-        key,
-        max_age=COOKIE_MAX_AGE_S,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    secure = request_scheme(request) == "https"
+    for path in COOKIE_PATHS:
+        response.set_cookie(ADMIN_COOKIE, token, max_age=settings.session_ttl_s, path=path,
+                            httponly=True, samesite="strict", secure=secure)  # fmt: skip
     return response
 
 
 async def logout(request: Request) -> Response:
+    """End the session on the server (the old cookie value stops working) and drop the cookie."""
+    require_same_origin(request)
+    token = session_token(request)
+    if token is not None:
+        sessions: SessionStore = request.app.state.sessions
+        await sessions.revoke(token)
     response = RedirectResponse("/dashboard/login", status_code=303)
-    response.delete_cookie(ADMIN_COOKIE, path="/", httponly=True, samesite="strict")
+    secure = request_scheme(request) == "https"
+    # "/" too: earlier versions set the cookie there (holding the admin key itself).
+    for path in (*COOKIE_PATHS, "/"):
+        response.delete_cookie(ADMIN_COOKIE, path=path, httponly=True, samesite="strict",
+                               secure=secure)  # fmt: skip
     return response
 
 
@@ -162,7 +174,7 @@ async def _read(request: Request, query: Any, **kwargs: Any) -> Response:
     try:
         body = await run_in_threadpool(query, ledger.engine, **kwargs)
     except QueryError as exc:
-        raise BadRequest(str(exc)) from exc
+        raise bad_request(exc) from exc
     except SQLAlchemyError as exc:
         raise LedgerUnavailable("the ledger database cannot be read right now") from exc
     return Response(orjson.dumps(body), media_type="application/json",
@@ -180,20 +192,21 @@ def _int(request: Request, name: str, default: int) -> int:
     text = _one(request, name)
     if text is None:
         return default
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise BadRequest(f"invalid {name} {text!r}: use a whole number", param=name) from exc
+    # ASCII digits only, and few of them: int() would also take other scripts' digits,
+    # underscores and (slowly) thousands of digits.
+    if not (text.isascii() and text.isdigit() and len(text) <= 6):
+        raise BadRequest(f"invalid {name} {text[:40]!r}: use a whole number", param=name)
+    return int(text)
 
 
 async def recent_requests(request: Request) -> Response:
-    require_admin(request)
+    await require_admin(request)
     args = _window_filters(request, RECENT_PARAMS)
     cursor_text = _one(request, "cursor")
     try:
         cursor = recent.Cursor.decode(cursor_text) if cursor_text else None
     except QueryError as exc:
-        raise BadRequest(str(exc), param="cursor") from exc
+        raise bad_request(exc) from exc
     escalated = _one(request, "escalated")
     if escalated not in (None, "true", "false"):
         raise BadRequest("invalid escalated: use true or false", param="escalated")
@@ -208,14 +221,14 @@ async def recent_requests(request: Request) -> Response:
 
 
 async def keys(request: Request) -> Response:
-    require_admin(request)
+    await require_admin(request)
     args = _window_filters(request, KEYS_PARAMS)
     return await _read(request, recent.top_keys, limit=_int(request, "limit", 10), **args)
 
 
 async def meta(request: Request) -> Response:
     """What the filters offer and which tier each backend belongs to (from the live policy)."""
-    require_admin(request)
+    await require_admin(request)
     policy = request.app.state.services.holder.current.policy
     ledger: Ledger = request.app.state.ledger
     try:

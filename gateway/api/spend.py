@@ -42,6 +42,11 @@ def _one(request: Request, name: str) -> str | None:
     return values[0] if values and values[0] != "" else None
 
 
+def bad_request(exc: queries.QueryError) -> BadRequest:
+    """A report's QueryError as the caller's 400, naming the parameter it blames."""
+    return BadRequest(str(exc), param=exc.param)
+
+
 def _parse(request: Request, allowed: frozenset[str]) -> dict[str, Any]:
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
@@ -55,22 +60,27 @@ def _parse(request: Request, allowed: frozenset[str]) -> dict[str, Any]:
         raise BadRequest("give either `range` (24h, 7d, 30d) or `since`, not both", param="range")
     try:
         if span is not None:
-            queries.parse_duration(span)
+            queries.parse_duration(span, param="range")
         window = queries.Window.resolve(since=span or since, until=until)
     except queries.QueryError as exc:
-        raise BadRequest(str(exc), param="range" if span else "since") from exc
+        if span is not None and exc.param == "since":
+            exc.param = "range"  # `range` is read as the window's start
+        raise bad_request(exc) from exc
     group_by = _one(request, "group_by") if "group_by" in allowed else None
     if group_by is not None and group_by not in queries.GROUP_BYS:
         raise BadRequest(
             f"invalid group_by {group_by!r}: use one of {', '.join(queries.GROUP_BYS)}",
             param="group_by",
         )
-    filters = queries.Filters(
-        route=_one(request, "route"),
-        backend=_one(request, "backend"),
-        team=_one(request, "team"),
-        kind=_one(request, "kind"),
-    )
+    try:
+        filters = queries.Filters(
+            route=_one(request, "route"),
+            backend=_one(request, "backend"),
+            team=_one(request, "team"),
+            kind=_one(request, "kind"),
+        )
+    except queries.QueryError as exc:
+        raise bad_request(exc) from exc
     args: dict[str, Any] = {"window": window, "filters": filters}
     if "group_by" in allowed:
         args["group_by"] = group_by
@@ -82,19 +92,19 @@ async def _run(request: Request, query: Any, **kwargs: Any) -> Response:
     try:
         body = await run_in_threadpool(query, ledger.engine, **kwargs)
     except queries.QueryError as exc:
-        raise BadRequest(str(exc)) from exc
+        raise bad_request(exc) from exc
     except SQLAlchemyError as exc:
         raise LedgerUnavailable("the ledger database cannot be read right now") from exc
     return Response(orjson.dumps(body), media_type="application/json")
 
 
 async def spend_summary(request: Request) -> Response:
-    require_admin(request)
+    await require_admin(request)
     return await _run(request, queries.summary, **_parse(request, SUMMARY_PARAMS))
 
 
 async def spend_timeseries(request: Request) -> Response:
-    require_admin(request)
+    await require_admin(request)
     args = _parse(request, TIMESERIES_PARAMS)
     bucket = _one(request, "bucket") or "hour"
     if bucket not in GRAINS:
@@ -105,7 +115,7 @@ async def spend_timeseries(request: Request) -> Response:
 async def spend_escalations(request: Request) -> Response:
     """Escalation and draft rates per route, and per route and reason (see
     `queries.escalations`)."""
-    require_admin(request)
+    await require_admin(request)
     return await _run(request, queries.escalations, **_parse(request, ESCALATION_PARAMS))
 
 

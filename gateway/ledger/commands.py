@@ -15,6 +15,8 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from gateway.core.sanitize import for_spreadsheet, for_terminal
+
 
 class By(StrEnum):
     route = "route"
@@ -98,10 +100,11 @@ def costs(
 
     try:
         window = queries.Window.resolve(since=since, until=until)
+        filters = queries.Filters(route=route, backend=backend, team=team, kind=kind)
     except queries.QueryError as exc:
-        typer.echo(f"stepgate costs: {exc}", err=True)
+        option = f"--{exc.param}: " if exc.param else ""
+        typer.echo(f"stepgate costs: {option}{exc}", err=True)
         raise typer.Exit(2) from exc
-    filters = queries.Filters(route=route, backend=backend, team=team, kind=kind)
     engine = create_db_engine(_database_url(database_url))
     try:
         if by is By.reason:
@@ -220,8 +223,8 @@ def render_reasons_table(report: dict[str, Any]) -> str:
             rules.add(len(lines) - 1)
         lines.append(
             (
-                row["route"] if whole else "",
-                "(all requests)" if whole else row["reason"],
+                for_terminal(row["route"]) if whole else "",
+                "(all requests)" if whole else for_terminal(row["reason"]),
                 str(row["requests"]),
                 str(row["escalated"]),
                 str(row["drafts"]),
@@ -263,7 +266,7 @@ def render_reasons_csv(report: dict[str, Any]) -> str:
     )
     writer.writeheader()
     for row in _reason_rows(report):
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow({k: "" if v is None else for_spreadsheet(v) for k, v in row.items()})
     return out.getvalue()
 
 
@@ -274,7 +277,7 @@ def _rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _key_text(key: Any) -> str:
-    return "(none)" if key is None else str(key)
+    return "(none)" if key is None else for_terminal(str(key))
 
 
 def _ms(value: float | None) -> str:
@@ -328,5 +331,6 @@ def render_csv(report: dict[str, Any]) -> str:
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in _rows(report):
-        writer.writerow({**row, "key": "" if row["key"] is None else row["key"]})
+        cells = {name: for_spreadsheet(value) for name, value in row.items()}
+        writer.writerow({**cells, "key": "" if row["key"] is None else cells["key"]})
     return out.getvalue()

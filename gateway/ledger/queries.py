@@ -8,6 +8,7 @@ few hundred rollup rows per dimension combination and never a raw request.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -45,39 +46,77 @@ GroupBy = Literal["route", "backend", "team", "kind", "day"]
 GROUP_BYS: tuple[str, ...] = (*DIMENSIONS, "day")
 MAX_POINTS = 5000
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+# Up to 12 ASCII digits: a longer number is no sensible window and would only cost time to parse.
+_DURATION = re.compile(r"^\s*(\d{1,12})\s*([smhdw])\s*$", re.ASCII)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Instants a report accepts: from the unix epoch to the last day of year 9999, so every window
+# edge (rounded to its minute) is a valid datetime and fits a BIGINT column.
+EARLIEST_S = 0
+LATEST_S = 253_402_214_400  # 9999-12-31T00:00:00Z
+_TIME_FORM = "use a duration (7d), unix seconds or ISO 8601, from 1970 to 9999"
+# Filter values are compared with stored names; PostgreSQL text cannot hold NUL, and no stored
+# name is longer than this.
+MAX_FILTER_CHARS = 512
 
 
 class QueryError(ValueError):
-    """A report parameter is invalid; the message says which and what is accepted."""
+    """A report parameter is invalid; the message says which and what is accepted, `param`
+    names the parameter where one is to blame."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
-def parse_duration(text: str) -> int:
+def parse_duration(text: str, *, param: str = "range") -> int:
     """Seconds in `30m`, `24h`, `7d`, `2w`."""
     match = _DURATION.match(text)
     if match is None or int(match.group(1)) <= 0:
-        raise QueryError(f"invalid duration {text!r}: use a number and a unit, e.g. 30m, 24h, 7d")
+        raise QueryError(
+            f"invalid duration {text!r}: use a number and a unit, e.g. 30m, 24h, 7d", param=param
+        )
     return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 
-def parse_instant(text: str, *, now: float) -> float:
-    """A duration back from now (`7d`), unix seconds, or an ISO 8601 time (UTC if no zone)."""
+def parse_instant(text: str, *, now: float, param: str = "since") -> float:
+    """A duration back from now (`7d`), unix seconds, or an ISO 8601 time (UTC if no zone);
+    always finite and in [EARLIEST_S, LATEST_S]."""
     if _DURATION.match(text):
-        return now - parse_duration(text)
+        moment_s = now - parse_duration(text, param=param)
+    else:
+        number = _number(text)
+        moment_s = _iso_instant(text, param=param) if number is None else number
+    if not (math.isfinite(moment_s) and EARLIEST_S <= moment_s <= LATEST_S):
+        raise QueryError(f"invalid time {text!r}: out of range; {_TIME_FORM}", param=param)
+    return moment_s
+
+
+def _number(text: str) -> float | None:
     try:
         return float(text)
     except ValueError:
-        pass
+        return None
+
+
+def _iso_instant(text: str, *, param: str) -> float:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise QueryError(
-            f"invalid time {text!r}: use a duration (7d), unix seconds or ISO 8601"
-        ) from exc
+        raise QueryError(f"invalid time {text!r}: {_TIME_FORM}", param=param) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def check_filter(value: str | None, *, param: str) -> str | None:
+    """A filter value as given, or QueryError if no stored name could equal it."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise QueryError(f"invalid {param}: it contains a NUL character (\\x00)", param=param)
+    if len(value) > MAX_FILTER_CHARS:
+        raise QueryError(f"invalid {param}: longer than {MAX_FILTER_CHARS} characters", param=param)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +133,17 @@ class Window:
         """`since` defaults to 7d and rounds down to its minute. Without `until` the window runs
         to the end of the current minute; an explicit `until` is exclusive, rounded up."""
         now = time.time() if now is None else now
-        start = parse_instant(since or "7d", now=now)
+        start = parse_instant(since or "7d", now=now, param="since")
         lo = int(start) - int(start) % 60
         if until is None:
             hi = int(now) - int(now) % 60 + 60
         else:
-            end = parse_instant(until, now=now)
+            end = parse_instant(until, now=now, param="until")
             hi = -(-int(end) // 60) * 60
             if hi < end:
                 hi += 60
         if hi <= lo:
-            raise QueryError("the window is empty: `since` must be before `until`")
+            raise QueryError("the window is empty: `since` must be before `until`", param="until")
         return cls(lo, hi)
 
 
@@ -114,6 +153,10 @@ class Filters:
     backend: str | None = None
     team: str | None = None
     kind: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in DIMENSIONS:
+            check_filter(getattr(self, name), param=name)
 
     def items(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in DIMENSIONS if getattr(self, name)}
@@ -213,7 +256,9 @@ def _group_key(group_by: str) -> ColumnElement[Any]:
     if group_by == "day":
         return _bucket(GRAINS["day"]).label("key")
     if group_by not in DIMENSIONS:
-        raise QueryError(f"invalid group_by {group_by!r}: use one of {', '.join(GROUP_BYS)}")
+        raise QueryError(
+            f"invalid group_by {group_by!r}: use one of {', '.join(GROUP_BYS)}", param="group_by"
+        )
     return rollups.c[group_by].label("key")
 
 
@@ -293,16 +338,19 @@ def timeseries(
     always add up to the summary of the same window.
     """
     if bucket not in GRAINS:
-        raise QueryError(f"invalid bucket {bucket!r}: use minute, hour or day")
+        raise QueryError(f"invalid bucket {bucket!r}: use minute, hour or day", param="bucket")
     size = GRAINS[bucket]
     first = window.since - window.since % size
     if (window.until - first) // size > MAX_POINTS:
         raise QueryError(
             f"{bucket} buckets over this window make more than {MAX_POINTS} points; "
-            "use a coarser bucket or a shorter window"
+            "use a coarser bucket or a shorter window",
+            param="bucket",
         )
     if group_by == "day":
-        raise QueryError("group_by=day is for the summary; use bucket=day for a time series")
+        raise QueryError(
+            "group_by=day is for the summary; use bucket=day for a time series", param="group_by"
+        )
     where = _where(window, filters, bucket)
     bucket_col = _bucket(size)
     columns: Sequence[ColumnElement[Any]] = (
@@ -360,7 +408,8 @@ def escalations(engine: Engine, *, window: Window, filters: Filters) -> dict[str
     if filters.backend:
         raise QueryError(
             "escalation reasons are kept per route, team and kind, not per backend: "
-            "drop the backend filter"
+            "drop the backend filter",
+            param="backend",
         )
     per_route = (
         select(

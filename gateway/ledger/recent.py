@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 
 from gateway.core.money import format_usd
-from gateway.ledger.queries import Filters, QueryError, Window
+from gateway.ledger.queries import EARLIEST_S, LATEST_S, Filters, QueryError, Window
 from gateway.ledger.tables import GRAINS, requests, rollups
 
 MAX_PAGE = 200
@@ -38,6 +38,8 @@ TOP_LIMIT = 10
 # Top keys sum raw rows (keys are no rollup dimension): they read at most this much of the
 # window, the most recent part, so they stay fast on a large ledger.
 RAW_MAX_SPAN_S = 7 * 86400
+# A cursor is a timestamp and a request id, base64-encoded: far shorter than this.
+MAX_CURSOR_CHARS = 512
 
 # Filters name the rollup dimensions; these are the same facts on the raw rows.
 _FILTER_COLUMNS = {
@@ -61,11 +63,27 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
+        """The cursor `encode` made; QueryError for anything else (it comes from the caller)."""
+        invalid = QueryError(
+            f"invalid cursor {text[:80]!r}: pass back `next_cursor` exactly as given",
+            param="cursor",
+        )
+        if len(text) > MAX_CURSOR_CHARS:
+            raise invalid
         try:
             stamp, rid = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            return cls(datetime.fromtimestamp(float(stamp), tz=UTC), str(rid))
-        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
-            raise QueryError(f"invalid cursor {text!r}: pass back `next_cursor` as given") from exc
+        except (ValueError, TypeError) as exc:  # binascii.Error and JSONDecodeError included
+            raise invalid from exc
+        if not (
+            isinstance(stamp, int | float)
+            and not isinstance(stamp, bool)
+            and EARLIEST_S <= stamp <= LATEST_S
+            and isinstance(rid, str)
+            and 0 < len(rid) <= MAX_CURSOR_CHARS
+            and "\x00" not in rid
+        ):
+            raise invalid
+        return cls(datetime.fromtimestamp(stamp, tz=UTC), rid)
 
 
 @contextmanager
@@ -115,7 +133,8 @@ def recent_requests(
 ) -> dict[str, Any]:
     """Newest requests first, `limit` per page; `next_cursor` is None on the last page."""
     if not 1 <= limit <= MAX_PAGE:
-        raise QueryError(f"invalid limit {limit}: use 1 to {MAX_PAGE}")
+        raise QueryError(f"invalid limit {limit}: use a whole number from 1 to {MAX_PAGE}",
+                         param="limit")  # fmt: skip
     conditions = _where(window, filters)
     if escalated_only:
         conditions.append(requests.c.escalated.is_(True))
@@ -222,7 +241,8 @@ def top_keys(
     is the start actually read).
     """
     if not 1 <= limit <= MAX_PAGE:
-        raise QueryError(f"invalid limit {limit}: use 1 to {MAX_PAGE}")
+        raise QueryError(f"invalid limit {limit}: use a whole number from 1 to {MAX_PAGE}",
+                         param="limit")  # fmt: skip
     read, capped = _capped(window, max_span_s)
     cost = func.sum(func.coalesce(requests.c.cost_nanos, 0))
     stmt = (

@@ -131,7 +131,11 @@ def list_(
         "monthly_budget_usd",
         "created_at",
     )
-    table = [columns] + [tuple("-" if r[c] is None else str(r[c]) for c in columns) for r in rows]
+    from gateway.core.sanitize import for_terminal
+
+    table = [columns] + [
+        tuple("-" if r[c] is None else for_terminal(str(r[c])) for c in columns) for r in rows
+    ]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())

@@ -329,9 +329,14 @@
 
   // ---- CSV -------------------------------------------------------------------------------------
   const shown = {};
+  // A text cell that a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a
+  // leading ' (OWASP CSV injection); numbers, and numeric text such as "-0.0012", stay numbers.
+  const FORMULA_START = /^[=+\-@\t\r]/;
+  const NUMERIC = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
   function csvCell(v) {
-    const s = v === null || v === undefined ? "" : String(v);
-    return /[",\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+    let s = v === null || v === undefined ? "" : String(v);
+    if (typeof v === "string" && FORMULA_START.test(s) && !NUMERIC.test(s)) s = "'" + s;
+    return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
   }
   function csv() {
     const lines = [];
