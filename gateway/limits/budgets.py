@@ -24,6 +24,7 @@ Scope = Literal["key", "team"]
 Period = Literal["daily", "monthly"]
 # Counters outlive their period by a day so late settles still land on them.
 GRACE_S = 86_400
+MAX_ESTIMATE = 2**50
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,8 @@ def estimate(
         price = gen.pricebook.cost(name, usage, elapsed_s=elapsed_s)
         if price is not None and price > cost:
             cost = price
-    return Estimate(tokens=prompt + output, cost_nanos=cost)
+    # Clamped well inside int64 (and a Lua double's exact range) whatever a price or a cap says.
+    return Estimate(tokens=min(prompt + output, MAX_ESTIMATE), cost_nanos=min(cost, MAX_ESTIMATE))
 
 
 def spent_nanos(engine: Engine, *, scope: Scope, ident: str, since: datetime) -> int:

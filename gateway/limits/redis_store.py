@@ -14,9 +14,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.limits.store import ADMITTED, Admission, Bucket, Counter, Seed, StoreUnavailable
+from gateway.limits.store import (
+    ADMITTED,
+    Admission,
+    Bucket,
+    Counter,
+    Seed,
+    StoreRejected,
+    StoreUnavailable,
+)
 
 # KEYS: counters, then buckets. ARGV: n_counters, n_buckets, (limit, amount) per counter,
 # (capacity, amount) per bucket. Reply: {0} admitted | {1, {missing counter indexes}} |
@@ -91,7 +101,9 @@ end
 return 0
 """
 
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+# Only these mean the store is unreachable; any other Redis error (a script error on one
+# request's data) is that request's failure and must not switch limits off for every tenant.
+_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
 
 class RedisStore:
@@ -128,6 +140,8 @@ class RedisStore:
         except _ERRORS as exc:
             self._down_until = time.monotonic() + self._cooldown_s
             raise StoreUnavailable(f"redis: {exc}") from exc
+        except (ResponseError, RedisError) as exc:
+            raise StoreRejected(f"redis refused this request's update: {exc}") from exc
 
     async def admit(self, buckets: Sequence[Bucket], counters: Sequence[Counter]) -> Admission:
         args: list[int] = [len(counters), len(buckets)]

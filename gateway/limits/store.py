@@ -25,7 +25,12 @@ WINDOW_S = 60.0  # bucket refill period: capacities are per minute
 
 
 class StoreUnavailable(Exception):
-    """The shared store could not be reached or answered with an error."""
+    """The shared store could not be reached (connection-level failure)."""
+
+
+class StoreRejected(Exception):
+    """The store refused one request's data (e.g. a script error): that request fails; the
+    store is not considered down."""
 
 
 # Buckets and counters are built per request on the hot path: NamedTuples are the cheapest
