@@ -21,7 +21,7 @@ from gateway.confidence import Disposition
 from gateway.confidence import decide as decide_disposition
 from gateway.confidence.offloop import Judge
 from gateway.core.deadline import Deadline
-from gateway.core.errors import ProviderError, StepgateError, StreamInterrupted
+from gateway.core.errors import GatewayError, ProviderError, StepgateError, StreamInterrupted
 from gateway.core.money import format_usd
 from gateway.core.records import AttemptRecord, RequestRecord
 from gateway.core.types import ChatRequest, Chunk, Completion, Usage
@@ -173,6 +173,8 @@ class Pipeline:
         except asyncio.CancelledError:
             self._finish(trace, status=499, error=None, cancelled=True)
             raise
+        except Exception as exc:
+            raise self._failed(trace, exc) from exc
         trace.finish_reason = completion.finish_reason
         record, publish = self._finish_later(trace)
         try:
@@ -262,6 +264,8 @@ class Pipeline:
         except asyncio.CancelledError:
             self._finish(trace, status=499, error=None, cancelled=True)
             raise
+        except Exception as exc:
+            raise self._failed(trace, exc) from exc
         trace.final_backend = connector.name
         trace.ttft_ms = (time.monotonic() - ctx.received) * 1000
         outcome = StreamOutcome(self._headers(trace, None), _EMPTY)
@@ -392,6 +396,13 @@ class Pipeline:
                 )
             )
         return tuple(out)
+
+    def _failed(self, trace: _Trace, exc: Exception) -> GatewayError:
+        """An unexpected failure: still one ledger row and a settled reservation."""
+        log.error("request %s failed unexpectedly", trace.ctx.request_id, exc_info=exc)
+        error = GatewayError("internal gateway error; the request id is in x-request-id")
+        self._finish(trace, status=error.status, error=error)
+        return error
 
     def _finish(
         self, trace: _Trace, *, status: int, error: StepgateError | None, cancelled: bool = False
