@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gateway.policy.models import Policy, cross_check
+from gateway.telemetry.redact import redact
 
 Loc = tuple[str | int, ...]
 
@@ -242,6 +243,12 @@ def _models() -> list[type[BaseModel]]:
 
 
 def _message(err: Any, data: Any) -> str:
+    # The problem text reaches logs and the public /readyz: a value that looks like a key
+    # (pasted into the wrong field) is masked as the logs mask it.
+    return redact(_describe(err, data))
+
+
+def _describe(err: Any, data: Any) -> str:
     loc = ".".join(str(p) for p in _loc_in(data, err["loc"])) or "policy"
     kind = err["type"]
     if kind == "extra_forbidden":

@@ -7,10 +7,11 @@ problem can be reported at its own file position.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.classify.profile import StepKind
 from gateway.policy.limits_models import CachePolicy, LimitsPolicy
@@ -18,6 +19,21 @@ from gateway.policy.limits_models import CachePolicy, LimitsPolicy
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _env_name(value: str | None) -> str | None:
+    """`api_key_env` names a variable; its value (a key pasted in, or `${VAR}` expanded) is
+    refused without being echoed."""
+    if value is not None and not _ENV_NAME.match(value):
+        raise ValueError(
+            "api_key_env must name an environment variable (letters, digits, `_`), e.g. "
+            "`api_key_env: OPENAI_API_KEY`; this value looks like a key or an expanded "
+            "`${VAR}`: write the variable's name, not `${...}`"
+        )
+    return value
 
 
 class Timeouts(Strict):
@@ -67,6 +83,7 @@ class DllmBackend(Strict):
     base_url: str = Field(pattern=r"^https?://")
     model: str = Field(min_length=1)
     api_key_env: str | None = None
+    _api_key_env = field_validator("api_key_env")(_env_name)
     timeouts: Timeouts = Timeouts()
     diffusion: DiffusionKnobs | None = None
     # Ask the engine for per-token logprobs (ignored by engines that return none).
@@ -81,6 +98,7 @@ class LitellmBackend(Strict):
     # litellm model string, provider-prefixed: "openai/gpt-4o-mini", "anthropic/claude-...".
     model: str = Field(min_length=1, pattern=r"^[^/\s]+/\S+$")
     api_key_env: str | None = None
+    _api_key_env = field_validator("api_key_env")(_env_name)
     base_url: str | None = None
     timeouts: Timeouts = Timeouts()
     # Overrides litellm's cost map for this backend.
