@@ -40,18 +40,6 @@ log = logging.getLogger(__name__)
 URL_MEDIA_PROVIDERS = frozenset({"openai", "azure", "anthropic", "hosted_vllm"})
 
 
-def _has_remote_media(request: ChatRequest) -> bool:
-    for message in request.messages:
-        if isinstance(message.content, list):
-            for part in message.content:
-                if part.get("type") in ("image_url", "file"):
-                    image = part.get("image_url")
-                    url = image.get("url") if isinstance(image, dict) else image
-                    if isinstance(url, str) and not url.startswith("data:"):
-                        return True
-    return False
-
-
 def _import_litellm() -> ModuleType:
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # never fetch the price map
     os.environ.setdefault("LITELLM_LOG", "ERROR")
@@ -174,7 +162,7 @@ class LitellmConnector:
         return native.wire, body, native.headers(key)
 
     def _kwargs(self, request: ChatRequest, deadline: Deadline, *, stream: bool) -> dict[str, Any]:
-        if self._provider not in URL_MEDIA_PROVIDERS and _has_remote_media(request):
+        if self._provider not in URL_MEDIA_PROVIDERS and request.has_remote_images():
             # litellm downloads remote images and files itself for these providers: on the
             # gateway, synchronously, from any address the caller names.
             raise ProviderRejected(

@@ -173,6 +173,17 @@ class ChatRequest(BaseModel):
                 found.append((f"tools[{i}].function.parameters", tool["function"]["parameters"]))
         return found
 
+    def has_remote_images(self) -> bool:
+        """Whether an image part names a URL rather than carrying its data (`data:`)."""
+        for message in self.messages:
+            if isinstance(message.content, list):
+                for part in message.content:
+                    if part.get("type") == "image_url":
+                        url = _image_url(part)
+                        if isinstance(url, str) and not url.startswith("data:"):
+                            return True
+        return False
+
     def output_limit(self) -> int | None:
         """The caller's cap on generated tokens, whichever spelling it used."""
         return self.max_completion_tokens or self.max_tokens
@@ -197,6 +208,12 @@ class ChatRequest(BaseModel):
         return [m.model_dump(exclude_none=True) for m in self.messages]
 
 
+def _image_url(part: dict[str, Any]) -> Any:
+    """An `image_url` part's URL, whether sent as `{"url": ...}` or as a bare string."""
+    image = part.get("image_url")
+    return image.get("url") if isinstance(image, dict) else image
+
+
 def _media_problem(part: Any) -> str | None:
     """Why a content part is refused, or None. The gateway never fetches a caller's URL: some
     SDK paths download `http://` images and URL-like file ids on the gateway itself."""
@@ -204,8 +221,7 @@ def _media_problem(part: Any) -> str | None:
         return "each content part must be an object with a string `type`"
     kind = part["type"]
     if kind == "image_url":
-        image = part.get("image_url")
-        url = image.get("url") if isinstance(image, dict) else image
+        url = _image_url(part)
         if not isinstance(url, str) or not url.startswith(("https://", "data:")):
             return "image_url.url must be an https:// URL or a data: URL"
     elif kind == "file":
