@@ -37,13 +37,14 @@ log = logging.getLogger("stepgate.pipeline")
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
-    request_id: str
+    request_id: str  # the gateway's own, fresh for every request: the ledger key
     headers: Mapping[str, str]  # lower-case names
     received: float  # monotonic
     received_at: float  # unix seconds
     api_key_id: str | None = None
     team: str | None = None
     principal: Principal | None = None  # the verified key, with its limits
+    client_request_id: str | None = None  # the caller's id, echoed and stored, never a key
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,6 +458,7 @@ class Pipeline:
             escalation_reason=trace.escalation_reason,
             stream=trace.stream,
             cache_hit=trace.cached is not None,
+            client_request_id=ctx.client_request_id,
             attempts=self._attempt_records(trace)
             if trace.cached is None
             else (
@@ -490,6 +492,8 @@ class Pipeline:
             "x-stepgate-cost-usd": format_usd(record.cost_nanos) if record else "deferred",
             "x-stepgate-overhead-ms": f"{_overhead_ms(now_ms, trace.attempts):.3f}",
         }
+        if trace.ctx.client_request_id is not None:
+            headers["x-client-request-id"] = trace.ctx.client_request_id
         if trace.cached is not None:
             headers["x-stepgate-cache"] = "hit"
         if trace.confidence is not None:

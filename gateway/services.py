@@ -11,6 +11,7 @@ from gateway.classify.classifier import Classifier
 from gateway.ledger.recorder import LedgerRecorder
 from gateway.ledger.writer import Ledger, LedgerOptions
 from gateway.limits.gate import Gate, GateOptions
+from gateway.limits.idempotency import Idempotency
 from gateway.pipeline import Pipeline, Recorder
 from gateway.policy.holder import Generation, PolicyHolder
 from gateway.settings import Settings
@@ -32,6 +33,7 @@ class Services:
     ledger: Ledger
     gate: Gate
     telemetry: TelemetryRecorder
+    idempotency: Idempotency
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -79,6 +81,9 @@ class Services:
             ledger=ledger,
             gate=gate,
             telemetry=telemetry,
+            idempotency=Idempotency(
+                gate.store, prefix=gate.options.key_prefix, ttl_s=settings.idempotency_ttl_s
+            ),
         )
 
     async def start(self) -> None:
@@ -97,6 +102,7 @@ class Services:
                 await task
         await self.holder.aclose()
         self.pipeline.judge.aclose()
+        await self.idempotency.flush()
         await self.gate.aclose()  # settles what is queued before the ledger's engine goes
         await self.ledger.aclose()
         self.telemetry.flush()

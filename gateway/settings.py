@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     policy_poll_s: float = Field(default=2.0, ge=0)
     # How long a dashboard sign-in lasts (seconds); sign-out or a new admin key ends it sooner.
     session_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+    # How long the answer to a request sent with an `Idempotency-Key` is kept for replay.
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60, le=7 * 86400)
     # Reverse proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-Proto` is believed.
     # Empty: no forwarded header is believed, whoever sends it.
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()

@@ -69,3 +69,43 @@ def test_start_up_head_check_names_alembic_head(tmp_path: Path) -> None:
     upgrade(url)
     assert at_head(engine)
     engine.dispose()
+
+
+def _upgrade_keeps_rows_from_0002(url: str) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from gateway.db.engine import create_db_engine
+    from gateway.db.migrate import upgrade
+
+    upgrade(url, "0002_keys_teams")
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO requests (request_id, started_at, route, step_kind, difficulty,"
+                    " status, latency_ms, escalated, disposition, stream, cache_hit,"
+                    " attempt_count, prompt_tokens, completion_tokens, cached_tokens)"
+                    " VALUES ('old-1', :at, 'fast', 'classify', 0.1, 200, 5.0, false, 'final',"
+                    " false, false, 1, 10, 2, 0)"
+                ),
+                {"at": datetime(2026, 11, 30, tzinfo=UTC)},
+            )
+        upgrade(url)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT request_id, client_request_id FROM requests")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [("old-1", None)]
+
+
+def test_client_request_id_migration_keeps_sqlite_rows(tmp_path: Path) -> None:
+    _upgrade_keeps_rows_from_0002(sqlite_url(tmp_path))
+
+
+@pytest.mark.postgres
+def test_client_request_id_migration_keeps_postgres_rows() -> None:
+    with temp_postgres() as url:
+        _upgrade_keeps_rows_from_0002(url)

@@ -27,22 +27,28 @@ from gateway.core.errors import (
 from gateway.core.errors import render as render_error
 from gateway.core.money import format_usd
 from gateway.core.types import ChatRequest, Usage
+from gateway.limits.idempotency import Claim, Stored
+from gateway.limits.keys import Principal
 from gateway.pipeline import Pipeline, RequestContext, StreamOutcome
 from gateway.routing import model_names
 
 log = logging.getLogger("stepgate.app")
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{8,64}$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-def request_id_for(headers: Headers) -> str:
-    """The caller's x-request-id when it is a sane token, else a fresh one."""
-    given = headers.get("x-request-id")
-    if given and _SAFE_ID.match(given):
-        return given
+def new_request_id() -> str:
+    """The gateway's own id for a request: the ledger key, so never taken from the caller."""
     # 128 random bits, like uuid4().hex, without a getrandom() system call per request: the
     # module's generator is seeded from os.urandom and reseeded in every forked worker.
     return f"{random.getrandbits(128):032x}"
+
+
+def client_request_id(headers: Headers) -> str | None:
+    """The caller's own id (`x-client-request-id`, as OpenAI names it, or the `x-request-id`
+    it sent) when it is a sane token: stored beside ours and echoed, never a ledger key."""
+    given = headers.get("x-client-request-id") or headers.get("x-request-id")
+    return given if given and _SAFE_ID.match(given) else None
 
 
 async def read_body(receive: Receive, headers: Headers, max_bytes: int) -> bytes:
@@ -95,16 +101,15 @@ class ChatCompletions:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = time.monotonic()
         headers = Headers(scope=scope)
-        rid = request_id_for(headers)
+        rid = new_request_id()
         try:
             await self._answer(scope, receive, send, headers, rid, received)
         except StepgateError as exc:
-            await _send_error(send, exc, rid)
+            await _send_error(send, exc, rid, headers)
         except Exception as exc:
             log.exception("unhandled error", exc_info=exc)
-            await _send_error(
-                send, GatewayError("internal gateway error; the request id is in x-request-id"), rid
-            )
+            error = GatewayError("internal gateway error; the request id is in x-request-id")
+            await _send_error(send, error, rid, headers)
 
     async def _answer(
         self,
@@ -119,6 +124,30 @@ class ChatCompletions:
         principal = await services.gate.authenticate(headers)
         body = await read_body(receive, headers, services.settings.max_body_bytes)
         chat = parse_chat(parse_json(body))
+        held = await services.idempotency.begin(principal, headers, body)
+        if isinstance(held, Stored):
+            await _send_stored(send, held)
+            return
+        try:
+            await self._run(scope, receive, send, headers, rid, received, chat, principal, held)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+
+    async def _run(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: Headers,
+        rid: str,
+        received: float,
+        chat: ChatRequest,
+        principal: Principal | None,
+        claim: Claim | None,
+    ) -> None:
+        services = scope["app"].state.services
         ctx = RequestContext(
             request_id=rid,
             headers=headers,  # case-insensitive mapping
@@ -127,23 +156,28 @@ class ChatCompletions:
             api_key_id=principal.key_id if principal else None,
             team=principal.team if principal else None,
             principal=principal,
+            client_request_id=client_request_id(headers),
         )
         pipeline: Pipeline = services.pipeline
         want_logprobs = bool(chat.logprobs)
         if chat.stream:
             outcome = await pipeline.chat_stream(chat, ctx)
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+            frames = _sse(outcome, rid, want_logprobs=want_logprobs, include_usage=include_usage)
+            stream_headers = {**outcome.headers, "cache-control": "no-cache"}
+            if claim is not None:
+                frames = claim.recorded(frames, headers=stream_headers, done=render.DONE)
             # Starlette's StreamingResponse also watches for the client going away, which
             # cancels the relay (and so settles and records what the stream cost).
             response = StreamingResponse(
-                _sse(outcome, rid, want_logprobs=want_logprobs, include_usage=include_usage),
-                media_type="text/event-stream",
-                headers={**outcome.headers, "cache-control": "no-cache"},
+                frames, media_type="text/event-stream", headers=stream_headers
             )
             try:
                 await response(scope, receive, send)
             except Exception as exc:  # after the first byte: no error response can follow
                 log.exception("stream failed after it started", exc_info=exc)
+            if claim is not None:
+                claim.release()  # unless the relay kept a complete stream (then a no-op)
             return
         result = await pipeline.chat(chat, ctx)
         try:
@@ -153,11 +187,23 @@ class ChatCompletions:
             await _send_json(send, 200, payload, result.headers)
         finally:
             result.publish()
+        if claim is not None:
+            claim.keep(Stored(200, result.headers, payload, "application/json"))
 
 
-async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+async def _send_stored(send: Send, stored: Stored) -> None:
+    await _send_json(send, stored.status, stored.body, stored.headers, stored.media_type)
+
+
+async def _send_json(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: dict[str, str],
+    media_type: str = "application/json",
+) -> None:
     raw = [
-        (b"content-type", b"application/json"),
+        (b"content-type", media_type.encode("latin-1")),
         (b"content-length", str(len(body)).encode()),
     ]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
@@ -165,9 +211,13 @@ async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, st
     await send({"type": "http.response.body", "body": body})
 
 
-async def _send_error(send: Send, error: StepgateError, rid: str) -> None:
+async def _send_error(send: Send, error: StepgateError, rid: str, request: Headers) -> None:
     status, body, headers = render_error(error)
-    await _send_json(send, status, body, {**headers, "x-request-id": rid})
+    headers = {**headers, "x-request-id": rid}
+    client_id = client_request_id(request)
+    if client_id is not None:
+        headers["x-client-request-id"] = client_id
+    await _send_json(send, status, body, headers)
 
 
 chat_completions = ChatCompletions()

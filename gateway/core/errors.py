@@ -7,6 +7,8 @@
     │   ├── Forbidden               403 permission_error
     │   ├── NotFound / UnknownModel 404
     │   ├── MethodNotAllowed        405
+    │   ├── Conflict                409 (an Idempotency-Key whose first request still runs)
+    │   ├── Unprocessable           422 (an Idempotency-Key reused for a different request)
     │   ├── BudgetExhausted         402 insufficient_quota
     │   ├── PayloadTooLarge         413
     │   ├── ClientDisconnected      499 (the caller left mid-body; nobody reads the reply)
@@ -88,6 +90,19 @@ class NotFound(CallerError):
 class MethodNotAllowed(CallerError):
     status = 405
     error_class = "caller_method_not_allowed"
+
+
+class Conflict(CallerError):
+    status = 409
+    error_class = "caller_conflict"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class Unprocessable(CallerError):
+    status = 422
+    error_class = "caller_unprocessable"
 
 
 class UnknownModel(NotFound):

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-HEAD_REVISION = "0002_keys_teams"
+HEAD_REVISION = "0003_client_request_id"
 
 
 def at_head(engine: Engine) -> bool:

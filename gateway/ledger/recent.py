@@ -154,6 +154,7 @@ def recent_requests(
     stmt = (
         select(
             requests.c.request_id,
+            requests.c.client_request_id,
             requests.c.started_at,
             requests.c.api_key_id,
             requests.c.team,
@@ -184,6 +185,7 @@ def recent_requests(
     items = [
         {
             "request_id": r["request_id"],
+            "client_request_id": r["client_request_id"],
             "started_at": _iso(r["started_at"]),
             "api_key_id": r["api_key_id"],
             "team": r["team"],

@@ -1,7 +1,9 @@
 """Writes one batch of ledger records in one transaction, idempotently.
 
-Requests are keyed by `request_id` and attempts by `(request_id, attempt)`; both inserts use
-ON CONFLICT DO NOTHING ... RETURNING, and only the rows that came back are added to the
+Requests are keyed by `request_id`, which the gateway generates for every request (a caller's
+own id is stored beside it, never used as a key: callers repeat ids), and attempts by
+`(request_id, attempt)`; both inserts use ON CONFLICT DO NOTHING ... RETURNING (so a replayed
+spool line is harmless), and only the rows that came back are added to the
 rollups and escalation-reason rollups. Storing the same record twice therefore changes nothing.
 """
 
@@ -17,7 +19,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.records import RequestRecord
 from gateway.ledger import rollups
-from gateway.ledger.tables import ID_LEN, NAME_LEN, REASON_LEN, SHORT_LEN, attempts, requests
+from gateway.ledger.tables import (
+    CLIENT_ID_LEN,
+    ID_LEN,
+    NAME_LEN,
+    REASON_LEN,
+    SHORT_LEN,
+    attempts,
+    requests,
+)
 
 
 def _clip(value: str | None, size: int) -> str | None:
@@ -32,6 +42,7 @@ def request_row(record: RequestRecord) -> dict[str, Any]:
     usage = [(a.prompt_tokens, a.completion_tokens, a.cached_tokens) for a in record.attempts]
     return {
         "request_id": record.request_id,
+        "client_request_id": _clip(record.client_request_id, CLIENT_ID_LEN),
         "started_at": _time(record.started_at),
         "api_key_id": _clip(record.api_key_id, ID_LEN),
         "team": _clip(record.team, NAME_LEN),

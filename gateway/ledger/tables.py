@@ -29,6 +29,7 @@ from gateway.db.base import Base
 from gateway.ledger import histogram
 
 ID_LEN = 64
+CLIENT_ID_LEN = 128
 NAME_LEN = 128
 SHORT_LEN = 32
 REASON_LEN = 256
@@ -36,7 +37,8 @@ REASON_LEN = 256
 requests = Table(
     "requests",
     Base.metadata,
-    Column("request_id", String(ID_LEN), primary_key=True),
+    Column("request_id", String(ID_LEN), primary_key=True),  # the gateway's own id
+    Column("client_request_id", String(CLIENT_ID_LEN)),  # the caller's, if it sent one
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("api_key_id", String(ID_LEN)),
     Column("team", String(NAME_LEN)),
@@ -62,6 +64,7 @@ requests = Table(
     Column("baseline_cost_nanos", BigInteger),
     Index("ix_requests_started_at", "started_at"),
     Index("ix_requests_team_started_at", "team", "started_at"),
+    Index("ix_requests_client_request_id", "client_request_id"),
 )
 
 attempts = Table(

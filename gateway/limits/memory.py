@@ -105,6 +105,16 @@ class MemoryStore:
         while len(self._cache) > self._cache_max:
             self._cache.popitem(last=False)
 
+    async def claim(self, key: str, value: bytes, ttl_s: int) -> bytes | None:
+        held = await self.cache_get(key)
+        if held is not None:
+            return held
+        await self.cache_put(key, value, ttl_s)
+        return None
+
+    async def forget(self, key: str) -> None:
+        self._cache.pop(key, None)
+
     async def aclose(self) -> None:
         self._buckets.clear()
         self._counters.clear()

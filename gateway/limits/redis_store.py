@@ -101,6 +101,14 @@ end
 return 0
 """
 
+# SET NX that also returns what was there (SET NX GET needs Redis 7; this runs on 6 too).
+CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return false
+"""
+
 # Only these mean the store is unreachable; any other Redis error (a script error on one
 # request's data) is that request's failure and must not switch limits off for every tenant.
 _ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
@@ -128,6 +136,7 @@ class RedisStore:
         self._redis: Redis = Redis(connection_pool=pool)
         self._admit = self._redis.register_script(ADMIT)
         self._settle = self._redis.register_script(SETTLE)
+        self._claim = self._redis.register_script(CLAIM)
         self._cooldown_s = cooldown_s
         self._down_until = 0.0
 
@@ -197,6 +206,13 @@ class RedisStore:
 
     async def cache_put(self, key: str, value: bytes, ttl_s: int) -> None:
         await self._call(self._redis.set(key, value, ex=ttl_s))
+
+    async def claim(self, key: str, value: bytes, ttl_s: int) -> bytes | None:
+        held = await self._call(self._claim(keys=[key], args=[value, ttl_s]))
+        return None if held is None else bytes(held)
+
+    async def forget(self, key: str) -> None:
+        await self._call(self._redis.delete(key))
 
     async def ping(self) -> bool:
         try:

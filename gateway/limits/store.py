@@ -87,4 +87,10 @@ class LimitStore(Protocol):
 
     async def cache_put(self, key: str, value: bytes, ttl_s: int) -> None: ...
 
+    async def claim(self, key: str, value: bytes, ttl_s: int) -> bytes | None:
+        """Set `key` to `value` unless it holds one (atomically): None when this call set
+        it, else the value already there."""
+
+    async def forget(self, key: str) -> None: ...
+
     async def aclose(self) -> None: ...

@@ -128,6 +128,8 @@ def request_attributes(
             attrs["gen_ai.usage.cache_read.input_tokens"] = final.cached_tokens
     if record.final_backend:
         attrs["stepgate.backend"] = record.final_backend
+    if record.client_request_id:
+        attrs["stepgate.client_request_id"] = record.client_request_id
     if extras.finish_reasons:
         attrs["gen_ai.response.finish_reasons"] = tuple(extras.finish_reasons)
     cost = usd(record.cost_nanos)

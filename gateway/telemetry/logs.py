@@ -122,6 +122,8 @@ def request_fields(record: RequestRecord, *, overhead_ms: float | None = None) -
         fields["disposition"] = record.disposition
     if record.team:
         fields["team"] = record.team
+    if record.client_request_id:
+        fields["client_request_id"] = record.client_request_id
     if record.api_key_id:
         fields["api_key_id"] = record.api_key_id
     if record.cache_hit:

@@ -291,7 +291,7 @@
   function renderRecent(recent, totals) {
     const rows = recent.items.map((r) => [
       { text: stamp(r.started_at), cls: "nowrap" },
-      { html: "<code>" + esc(shortId(r.request_id)) + "</code>", title: r.request_id },
+      { html: "<code>" + esc(shortId(r.request_id)) + "</code>", title: r.request_id + (r.client_request_id ? " (client id " + r.client_request_id + ")" : "") },
       { text: r.team || "–", cls: r.team ? "" : "muted" },
       { text: r.route },
       { text: r.backend || "–" },
