@@ -1,9 +1,20 @@
-"""Map an upstream HTTP status (and its Retry-After) to our provider error tree."""
+"""Map an upstream HTTP status (and its Retry-After) to our provider error tree, and make the
+text an upstream sent fit to relay to a client (`relayable`).
+
+Whatever an upstream says in an error (a body, a stream error event, an SDK's exception text)
+may quote the credentials it was sent: a provider's `Incorrect API key provided: <key>` came
+back inside the gateway's 502. Every connector passes such text through `relayable` before it
+goes into an error, with the credentials it sent (`credentials`), so the exact key is masked
+even where it looks like no credential at all, then every credential-shaped string, and the
+text is capped.
+"""
 
 from __future__ import annotations
 
 import email.utils
+import re
 import time
+from collections.abc import Iterable, Iterator, Mapping
 
 from gateway.core.errors import (
     ProviderAuthError,
@@ -13,6 +24,46 @@ from gateway.core.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from gateway.telemetry.redact import SECRET_KEYS, mask_known, redact
+
+# Upstream text in an error a client reads is cut to this many characters.
+MAX_UPSTREAM_TEXT = 500
+# Longer text is first cut here (and the token that straddles the cut dropped, since a key cut
+# in two matches neither its exact value nor its shape), so masking never scans megabytes.
+_SCAN_LIMIT = 16 * MAX_UPSTREAM_TEXT
+# An upstream error `code` is relayed as ours only if it reads like an identifier.
+_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_SCHEMES = ("bearer ", "basic ", "token ")
+
+
+def credentials(headers: Mapping[str, str] | None) -> Iterator[str]:
+    """The credential values in headers a connector sends (Authorization, x-api-key, ...):
+    each whole value and, after an auth scheme (`Bearer `), the key itself."""
+    for name, value in (headers or {}).items():
+        if name.lower() not in SECRET_KEYS or not value:
+            continue
+        yield value
+        if value[:7].lower().startswith(_SCHEMES):
+            yield value.split(None, 1)[-1]
+
+
+def relayable(text: str, *, secrets: Iterable[str] = ()) -> str:
+    """Upstream text made fit for a client error: each exact value in `secrets` (the keys the
+    connector sent) masked, then every credential-shaped string, then cut to
+    `MAX_UPSTREAM_TEXT` characters."""
+    if len(text) > _SCAN_LIMIT:
+        text = _without_cut_token(text[:_SCAN_LIMIT])
+    text = redact(mask_known(text, secrets))
+    if len(text) > MAX_UPSTREAM_TEXT:
+        text = text[:MAX_UPSTREAM_TEXT] + "... (truncated)"
+    return text
+
+
+def _without_cut_token(text: str) -> str:
+    end = len(text)
+    while end and not text[end - 1].isspace():
+        end -= 1
+    return text[:end]
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -37,8 +88,13 @@ def error_for_status(
     backend: str,
     retry_after: str | None = None,
     code: str | None = None,
+    secrets: Iterable[str] = (),
 ) -> ProviderError:
-    text = f"upstream {backend} returned {status}: {message}"
+    """Our error for an upstream's status; `message` and `code` are the upstream's words,
+    relayed only as `relayable` leaves them (`secrets`: the credentials the connector sent)."""
+    secrets = tuple(secrets)
+    text = f"upstream {backend} returned {status}: {relayable(message, secrets=secrets)}"
+    code = _relayable_code(code, secrets)
     kwargs = {"backend": backend, "upstream_status": status, "code": code}
     if status == 429:
         return ProviderRateLimited(
@@ -57,3 +113,11 @@ def error_for_status(
         retry_after_s=retry_after_seconds(retry_after),
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def _relayable_code(code: str | None, secrets: tuple[str, ...]) -> str | None:
+    """The upstream's error code if it is a short identifier holding no secret; else None
+    (the error then carries our own code)."""
+    if code is None or not _CODE.fullmatch(code) or relayable(code, secrets=secrets) != code:
+        return None
+    return code

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     policy: Path = Path("policies/support.yaml")
     admin_key: SecretStr | None = None
     require_keys: bool = False
+    # /readyz answers only with the admin key (401 without it); /healthz stays open.
+    readyz_admin_only: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     otlp_endpoint: str | None = None
     # Where ledger records wait while the database is unreachable.

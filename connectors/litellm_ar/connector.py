@@ -198,7 +198,7 @@ class LitellmConnector:
         except ProviderError:
             raise
         except Exception as exc:
-            raise map_exception(exc, backend=self.name) from exc
+            raise map_exception(exc, backend=self.name, secrets=_sent_key(kwargs)) from exc
         return translate.parse_response(resp)
 
     async def stream(self, request: ChatRequest, deadline: Deadline) -> AsyncIterator[Chunk]:
@@ -227,8 +227,14 @@ class LitellmConnector:
         except ProviderError:
             raise
         except Exception as exc:
-            raise map_exception(exc, backend=self.name) from exc
+            raise map_exception(exc, backend=self.name, secrets=_sent_key(kwargs)) from exc
         if not finished:
             raise map_exception(
                 ConnectionError("stream ended before a finish_reason"), backend=self.name
             )
+
+
+def _sent_key(kwargs: Mapping[str, Any]) -> tuple[str, ...]:
+    """The key a `litellm.acompletion` call was given: masked wherever its error text quotes it."""
+    key = kwargs.get("api_key")
+    return (key,) if isinstance(key, str) else ()

@@ -1,10 +1,15 @@
-"""litellm exceptions -> our provider error tree (by class, never by guessing a status)."""
+"""litellm exceptions -> our provider error tree (by class, never by guessing a status).
+
+An exception's text is the upstream's words as litellm relays them (often the whole error
+body), so it goes into our error only through `connectors.http_status.relayable`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from connectors.http_status import error_for_status, retry_after_seconds
+from connectors.http_status import error_for_status, relayable, retry_after_seconds
 from gateway.core.errors import (
     ProviderAuthError,
     ProviderError,
@@ -34,11 +39,18 @@ _BY_NAME: dict[str, type[ProviderError]] = {
 }
 
 
-def map_exception(exc: BaseException, *, backend: str) -> ProviderError:
-    """The most specific of our errors for a litellm (or openai/httpx) exception."""
+def map_exception(
+    exc: BaseException, *, backend: str, secrets: Iterable[str] = ()
+) -> ProviderError:
+    """The most specific of our errors for a litellm (or openai/httpx) exception.
+
+    `secrets`: the credentials the call was made with, masked wherever the text quotes them.
+    """
     status = getattr(exc, "status_code", None)
     retry_after = _retry_after(exc)
-    message = str(getattr(exc, "message", None) or exc).split("\nTraceback", 1)[0][:500]
+    secrets = tuple(secrets)
+    raw = str(getattr(exc, "message", None) or exc).split("\nTraceback", 1)[0]
+    message = relayable(raw, secrets=secrets)
     for cls in type(exc).__mro__:
         mapped = _BY_NAME.get(cls.__name__)
         if mapped is not None:
@@ -49,7 +61,9 @@ def map_exception(exc: BaseException, *, backend: str) -> ProviderError:
                 retry_after_s=retry_after_seconds(retry_after),
             )
     if isinstance(status, int) and status >= 400:
-        return error_for_status(status, message, backend=backend, retry_after=retry_after)
+        return error_for_status(
+            status, raw, backend=backend, retry_after=retry_after, secrets=secrets
+        )
     return ProviderUnavailable(
         f"upstream {backend}: {type(exc).__name__}: {message}", backend=backend
     )

@@ -2,8 +2,11 @@
 
 The HTTP mechanics every connector that speaks the OpenAI wire shares: POST, status -> our error
 tree (`connectors.http_status`), JSON and SSE parsing, malformed chunks, cut streams, streams
-without a finish, the request deadline and the first-token timeout. The transport is
-`connectors.openai_wire.http1` (why not httpx or aiohttp: see there and bench/README.md).
+without a finish, the request deadline and the first-token timeout. Whatever text of the
+upstream's goes into an error (an error body, a stream error event, a malformed reply, a
+transport failure) is relayed through `connectors.http_status.relayable`, with the credentials
+this client sent masked exactly. The transport is `connectors.openai_wire.http1` (why not httpx
+or aiohttp: see there and bench/README.md).
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from connectors.http_status import error_for_status
+from connectors.http_status import credentials, error_for_status, relayable
 from connectors.openai_wire.http1 import Http1Pool, Response, UpstreamError, UpstreamTimeout
-from connectors.openai_wire.parse import parse_chunk, parse_completion
+from connectors.openai_wire.parse import MalformedReply, parse_chunk, parse_completion
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from gateway.core.types import Chunk, Completion
@@ -42,6 +45,8 @@ class OpenAIWire:
         self.backend = backend
         self.url = url
         self._timeouts = timeouts
+        # What must never come back out of an upstream's words: the keys sent on every request.
+        self._credentials = tuple(credentials(headers))
         self._pool = Http1Pool(
             url,
             max_connections=max_connections,
@@ -75,16 +80,19 @@ class OpenAIWire:
                 f"{name} did not answer before the request deadline", backend=name
             ) from exc
         except UpstreamError as exc:
-            raise _transport_error(name, exc) from exc
+            raise self._transport_error(exc, headers) from exc
         if status != 200:
-            raise self._status_error(status, raw, response_headers)
+            raise self._status_error(status, raw, response_headers, headers)
         try:
             parsed = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ProviderUnavailable(
                 f"{name} returned a body that is not JSON", backend=name
             ) from exc
-        return parse_completion(parsed, name)
+        try:
+            return parse_completion(parsed)
+        except MalformedReply as exc:
+            raise self._unavailable(str(exc), headers) from exc
 
     async def stream(
         self,
@@ -107,7 +115,7 @@ class OpenAIWire:
                 try:
                     if response.status != 200:
                         raw = await response.read()
-                        raise self._status_error(response.status, raw, response.headers)
+                        raise self._status_error(response.status, raw, response.headers, headers)
                     finished = False
                     first = True
                     async for line in _lines(response):
@@ -116,7 +124,7 @@ class OpenAIWire:
                         payload = line[5:].strip()
                         if payload == b"[DONE]":
                             return
-                        chunk = self._parse(payload)
+                        chunk = self._parse(payload, headers)
                         if first:
                             first = False
                             scope.reschedule(loop.time() + deadline.remaining())
@@ -133,9 +141,9 @@ class OpenAIWire:
                 f"{name} stream timed out (first token or request deadline)", backend=name
             ) from exc
         except UpstreamError as exc:
-            raise _transport_error(name, exc) from exc
+            raise self._transport_error(exc, headers) from exc
 
-    def _parse(self, payload: bytes) -> Chunk:
+    def _parse(self, payload: bytes, sent: Mapping[str, str] | None) -> Chunk:
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
@@ -143,16 +151,44 @@ class OpenAIWire:
                 f"{self.backend} sent a malformed stream chunk", backend=self.backend
             ) from exc
         if isinstance(data, dict) and "error" in data:
-            raise ProviderUnavailable(
-                f"{self.backend} reported a stream error: {data['error']}", backend=self.backend
-            )
-        return parse_chunk(data, self.backend)
+            message, _ = _error_text(data)
+            raise self._unavailable(f"reported a stream error: {message}", sent)
+        try:
+            return parse_chunk(data)
+        except MalformedReply as exc:
+            raise self._unavailable(str(exc), sent) from exc
 
-    def _status_error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> ProviderError:
+    def _secrets(self, sent: Mapping[str, str] | None) -> tuple[str, ...]:
+        """The credentials this client sent: on every request, and on this one (`sent`)."""
+        return (*self._credentials, *credentials(sent))
+
+    def _unavailable(self, upstream_text: str, sent: Mapping[str, str] | None) -> ProviderError:
+        text = relayable(upstream_text, secrets=self._secrets(sent))
+        return ProviderUnavailable(f"{self.backend} {text}", backend=self.backend)
+
+    def _status_error(
+        self,
+        status: int,
+        raw: bytes,
+        response_headers: Mapping[str, str],
+        sent: Mapping[str, str] | None,
+    ) -> ProviderError:
         message, code = _error_message(raw)
         return error_for_status(
-            status, message, backend=self.backend, retry_after=headers.get("retry-after"), code=code
+            status,
+            message,
+            backend=self.backend,
+            retry_after=response_headers.get("retry-after"),
+            code=code,
+            secrets=self._secrets(sent),
         )
+
+    def _transport_error(self, exc: UpstreamError, sent: Mapping[str, str] | None) -> ProviderError:
+        # The transport's text can quote the upstream (e.g. its content-encoding header).
+        text = relayable(str(exc), secrets=self._secrets(sent))
+        if isinstance(exc, UpstreamTimeout):
+            return ProviderTimeout(f"{self.backend} timed out: {text}", backend=self.backend)
+        return ProviderUnavailable(f"{self.backend} unreachable: {text}", backend=self.backend)
 
 
 async def _lines(response: Response) -> AsyncIterator[bytes]:
@@ -168,20 +204,20 @@ async def _lines(response: Response) -> AsyncIterator[bytes]:
 
 
 def _error_message(raw: bytes) -> tuple[str, str | None]:
+    """The message and code of an error body, whole: `relayable` cuts them, after masking (a
+    cut made first could leave part of a key that neither its value nor its shape matches)."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw[:200].decode("utf-8", "replace") or "(empty body)", None
+        return raw.decode("utf-8", "replace") or "(empty body)", None
+    return _error_text(data)
+
+
+def _error_text(data: Any) -> tuple[str, str | None]:
     err = data.get("error") if isinstance(data, dict) else None
     if isinstance(err, dict):
         code = err.get("code")
         return str(err.get("message") or err), str(code) if code else None
     if isinstance(err, str):
         return err, None
-    return str(data)[:200], None
-
-
-def _transport_error(name: str, exc: UpstreamError) -> ProviderError:
-    if isinstance(exc, UpstreamTimeout):
-        return ProviderTimeout(f"{name} timed out: {exc}", backend=name)
-    return ProviderUnavailable(f"{name} unreachable: {exc}", backend=name)
+    return str(data), None

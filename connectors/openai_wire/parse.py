@@ -1,15 +1,19 @@
 """Pure parsing of OpenAI chat-completions JSON (a response or one SSE chunk) into our types.
 
 The wire is the same from a dLLM server and from an OpenAI-compatible AR provider; a body that
-does not have the OpenAI shape is a `ProviderUnavailable` naming the backend.
+does not have the OpenAI shape is a `MalformedReply`, whose text may quote the upstream's values:
+the client relays it (`connectors.http_status.relayable`) in a `ProviderUnavailable`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gateway.core.errors import ProviderUnavailable
 from gateway.core.types import Chunk, Completion, TokenLogprob, Usage
+
+
+class MalformedReply(ValueError):
+    """A completion or chunk without the OpenAI shape; the text may quote upstream values."""
 
 
 def parse_usage(raw: Any) -> Usage:
@@ -39,7 +43,7 @@ def parse_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
     return tuple(out)
 
 
-def parse_completion(data: Any, backend_name: str) -> Completion:
+def parse_completion(data: Any) -> Completion:
     try:
         choice = data["choices"][0]
         message = choice.get("message") or {}
@@ -60,12 +64,10 @@ def parse_completion(data: Any, backend_name: str) -> Completion:
             message_extras=extras,
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-        raise ProviderUnavailable(
-            f"malformed completion from upstream: {exc!r}", backend=backend_name
-        ) from exc
+        raise MalformedReply(f"sent a malformed completion: {exc!r}") from exc
 
 
-def parse_chunk(data: Any, backend_name: str) -> Chunk:
+def parse_chunk(data: Any) -> Chunk:
     try:
         usage = parse_usage(data["usage"]) if data.get("usage") else None
         choices = data.get("choices") or []
@@ -90,6 +92,4 @@ def parse_chunk(data: Any, backend_name: str) -> Chunk:
             created=int(data.get("created") or 0),
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-        raise ProviderUnavailable(
-            f"malformed stream chunk from upstream: {exc!r}", backend=backend_name
-        ) from exc
+        raise MalformedReply(f"sent a malformed stream chunk: {exc!r}") from exc

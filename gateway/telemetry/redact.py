@@ -1,15 +1,17 @@
 """Redaction: masks credential-shaped strings and drops message contents before anything is logged.
 
-Used by the JSON log formatter, by span attribute mapping when content recording is on, and at
-the error boundary (`safe_error_message`) before an exception's text reaches a client or a log.
-Pure functions over compiled, immutable patterns; no state.
+Used by the JSON log formatter, by span attribute mapping when content recording is on, at
+the error boundary (`safe_error_message`) before an exception's text reaches a client or a log,
+and on upstream text a connector relays (`connectors.http_status.relayable`). `mask_known` also
+masks exact values the gateway holds (provider keys) whatever their shape. Pure functions over
+compiled, immutable patterns; no state.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MASK = "[REDACTED]"
@@ -107,6 +109,34 @@ def redact(text: str) -> str:
         text = pattern.sub(replacement, text)
     text = _KEYWORD_VALUE.sub(_mask_keyword_value, text)
     return text
+
+
+def mask_known(text: str, known: Iterable[str]) -> str:
+    """Every occurrence of each exact value in `known` masked (empty values are ignored).
+
+    For secrets the gateway holds itself (provider keys), which need not look like a credential:
+    `hunter2-upstream` matches no pattern. Longest first, so a key containing another goes whole.
+    """
+    for value in sorted({k for k in known if k}, key=len, reverse=True):
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
+def redact_strings(value: Any, known: Iterable[str] = ()) -> Any:
+    """Every string inside a JSON-like value masked (`mask_known`, then `redact`); keys kept.
+
+    For reports whose keys are our own names (backend names, fields) and whose strings may
+    quote a secret, such as /readyz: unlike `redact_value`, no key's value is dropped.
+    """
+    known = tuple(known)
+    if isinstance(value, str):
+        return redact(mask_known(value, known))
+    if isinstance(value, Mapping):
+        return {k: redact_strings(v, known) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_strings(v, known) for v in value]
+    return value
 
 
 def looks_secret(value: str) -> bool:

@@ -53,7 +53,13 @@ none; when the FIFO is empty the default reply answers):
 * ``no_done(reply=None)`` -- the full stream, finish_reason and usage included, but no
   ``data: [DONE]`` (Anthropic: no message_stop); non-stream: a normal reply;
 * ``persistent(behaviour)`` -- stays at the head of the FIFO and answers every request until
-  ``reset_script()`` (behaviours queued after it are never reached).
+  ``reset_script()`` (behaviours queued after it are never reached);
+* ``echo_auth(code)`` -- an error response (stream or not) whose message quotes the credentials
+  the request came with, as a careless provider does: ``Incorrect API key provided: <key>``
+  and the whole ``Authorization`` (or ``x-api-key``) value; OpenAI- or Anthropic-shaped;
+* ``stream_error_echo(after_chunks=N, reply=None)`` -- stream: the first N events, then an
+  in-stream error event quoting the credentials the same way, then the end of the stream (no
+  ``[DONE]``, no finish); non-stream: a 500 quoting them.
 
 ``usage_totals()`` sums what the fake reported in 2xx completion answers: full answers count
 their usage; a cut stream counts its prompt tokens plus the completion tokens of the events
@@ -95,6 +101,7 @@ import orjson
 __all__ = [
     "Behaviour",
     "CutStream",
+    "EchoAuth",
     "FakeUpstream",
     "Hang",
     "MalformedChunk",
@@ -105,7 +112,9 @@ __all__ = [
     "Reset",
     "SlowFirstToken",
     "Status",
+    "StreamErrorEcho",
     "cut_stream",
+    "echo_auth",
     "hang",
     "malformed_chunk",
     "no_done",
@@ -114,6 +123,7 @@ __all__ = [
     "reset",
     "slow_first_token",
     "status",
+    "stream_error_echo",
 ]
 
 DEFAULT_LOGPROB = -0.01
@@ -228,6 +238,17 @@ class Persistent:
     behaviour: Behaviour
 
 
+@dataclass(frozen=True)
+class EchoAuth:
+    code: int
+
+
+@dataclass(frozen=True)
+class StreamErrorEcho:
+    after_chunks: int
+    reply: Reply | None = None
+
+
 Behaviour = (
     Reply
     | Status
@@ -238,6 +259,8 @@ Behaviour = (
     | MalformedChunk
     | NoDone
     | Persistent
+    | EchoAuth
+    | StreamErrorEcho
 )
 
 
@@ -322,6 +345,23 @@ def no_done(reply: Reply | None = None) -> NoDone:
 
 def persistent(behaviour: Behaviour) -> Persistent:
     return Persistent(behaviour)
+
+
+def echo_auth(code: int) -> EchoAuth:
+    """An error response with this status whose message quotes the request's credentials."""
+    return EchoAuth(code)
+
+
+def stream_error_echo(after_chunks: int, reply: Reply | None = None) -> StreamErrorEcho:
+    """A stream that sends N events, then an error event quoting the request's credentials."""
+    return StreamErrorEcho(after_chunks, reply)
+
+
+def credential_echo(headers: dict[str, str]) -> str:
+    """What a careless provider says about the credentials it was sent (`echo_auth`)."""
+    sent = headers.get("authorization") or headers.get("x-api-key") or "(none)"
+    key = sent.split(" ", 1)[-1]  # without its scheme ("Bearer ")
+    return f"Incorrect API key provided: {key}. The request had credentials {sent!r}."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -685,8 +725,8 @@ _REASONS = {
 }
 
 
-def _error_body(code: int, anthropic: bool) -> dict[str, Any]:
-    message = f"fake upstream error {code}"
+def _error_body(code: int, anthropic: bool, message: str | None = None) -> dict[str, Any]:
+    message = message or f"fake upstream error {code}"
     if anthropic:
         kind = _ANTHROPIC_ERRORS.get(code, "api_error")
         return {"type": "error", "error": {"type": kind, "message": message}}
@@ -964,7 +1004,7 @@ class FakeUpstream:
             await self._send(writer, 400, _error_body(400, anthropic))
             return
         behaviour, default, seq = self._next()
-        await self._answer(behaviour, default, seq, body, anthropic, writer)
+        await self._answer(behaviour, default, seq, body, anthropic, writer, headers=req.headers)
 
     async def _answer(
         self,
@@ -974,7 +1014,16 @@ class FakeUpstream:
         body: dict[str, Any],
         anthropic: bool,
         writer: asyncio.StreamWriter,
+        *,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        if isinstance(behaviour, EchoAuth | StreamErrorEcho) and not (
+            isinstance(behaviour, StreamErrorEcho) and body.get("stream")
+        ):
+            code = behaviour.code if isinstance(behaviour, EchoAuth) else 500
+            echo = credential_echo(headers or {})
+            await self._send(writer, code, _error_body(code, anthropic, echo))
+            return
         if isinstance(behaviour, Status):
             headers = list(behaviour.headers)
             if behaviour.retry_after is not None:
@@ -1005,7 +1054,7 @@ class FakeUpstream:
         if isinstance(behaviour, SlowFirstToken) and not body.get("stream"):
             await asyncio.sleep(behaviour.seconds)
         if body.get("stream"):
-            await self._stream(plan, behaviour, anthropic, writer)
+            await self._stream(plan, behaviour, anthropic, writer, request_headers=headers)
             return
         doc = plan.anthropic_json() if anthropic else plan.openai_json()
         data = orjson.dumps(doc)
@@ -1028,6 +1077,8 @@ class FakeUpstream:
         behaviour: Behaviour,
         anthropic: bool,
         writer: asyncio.StreamWriter,
+        *,
+        request_headers: dict[str, str] | None = None,
     ) -> None:
         headers = [
             ("content-type", "text/event-stream; charset=utf-8"),
@@ -1042,6 +1093,14 @@ class FakeUpstream:
         def frame(data: bytes) -> bytes:
             return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
+        async def error_event(completion: int) -> None:
+            self._count(plan, completion)
+            echo = _error_body(500, anthropic, credential_echo(request_headers or {}))
+            event = b"event: error\n" if anthropic else b""
+            writer.write(frame(event + b"data: " + orjson.dumps(echo) + b"\n\n"))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
         events = plan.anthropic_events() if anthropic else plan.openai_events()
         completion = 0
         try:
@@ -1052,6 +1111,9 @@ class FakeUpstream:
                     raise _Closed
                 if isinstance(behaviour, MalformedChunk) and sent == behaviour.after_chunks:
                     writer.write(frame(b"data: {not json\n\n"))
+                if isinstance(behaviour, StreamErrorEcho) and sent >= behaviour.after_chunks:
+                    await error_event(completion)
+                    return
                 if self.chunk_delay_s and sent:
                     await asyncio.sleep(self.chunk_delay_s)
                 writer.write(frame(data))
@@ -1061,6 +1123,9 @@ class FakeUpstream:
             # The client went away mid-stream: it was sent what was generated so far.
             self._count(plan, completion)
             raise
+        if isinstance(behaviour, StreamErrorEcho):  # N >= all events: the error comes last
+            await error_event(completion)
+            return
         if isinstance(behaviour, CutStream):  # N >= all events: still no [DONE], no terminator
             self._count(plan, completion)
             writer.close()
