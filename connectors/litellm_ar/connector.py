@@ -199,7 +199,10 @@ class LitellmConnector:
             raise
         except Exception as exc:
             raise map_exception(exc, backend=self.name, secrets=_sent_key(kwargs)) from exc
-        return translate.parse_response(resp)
+        try:
+            return translate.parse_response(resp)
+        except (TypeError, ValueError, AttributeError) as exc:  # a reply we cannot read
+            raise map_exception(exc, backend=self.name, secrets=_sent_key(kwargs)) from exc
 
     async def stream(self, request: ChatRequest, deadline: Deadline) -> AsyncIterator[Chunk]:
         litellm = self._litellm.module or await self._litellm.get()

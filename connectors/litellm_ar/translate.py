@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.core import params
-from gateway.core.types import ChatRequest, Chunk, Completion, TokenLogprob, Usage
+from gateway.core.types import (
+    ChatRequest,
+    Chunk,
+    Completion,
+    TokenLogprob,
+    Usage,
+    usage_count,
+)
 
 # What goes to `litellm.acompletion` from the caller: chat parameters litellm maps per provider
 # (dropping what a provider cannot take). `metadata` is litellm's own logging payload.
@@ -24,9 +31,7 @@ def call_kwargs(
     # Only allow-listed chat parameters, never a key litellm reads as an option of its own
     # (`base_url`, `api_key`, `extra_headers`, `mock_response`, ...): those are set below,
     # from the policy, after the caller's, and `metadata` is litellm's logging payload.
-    kwargs: dict[str, Any] = {
-        k: v for k, v in request.passthrough().items() if k in LITELLM_PARAMS
-    }
+    kwargs: dict[str, Any] = {k: v for k, v in request.passthrough().items() if k in LITELLM_PARAMS}
     kwargs.update(
         model=model,
         messages=request.wire_messages(),
@@ -67,9 +72,9 @@ def parse_usage(raw: Any) -> Usage:
     details = _get(raw, "prompt_tokens_details")
     cached = _get(details, "cached_tokens", 0) if details is not None else 0
     return Usage(
-        prompt_tokens=int(_get(raw, "prompt_tokens", 0) or 0),
-        completion_tokens=int(_get(raw, "completion_tokens", 0) or 0),
-        cached_tokens=int(cached or 0),
+        prompt_tokens=usage_count(_get(raw, "prompt_tokens", 0), "prompt_tokens"),
+        completion_tokens=usage_count(_get(raw, "completion_tokens", 0), "completion_tokens"),
+        cached_tokens=usage_count(cached, "cached_tokens"),
     )
 
 

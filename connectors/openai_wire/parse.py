@@ -7,9 +7,12 @@ the client relays it (`connectors.http_status.relayable`) in a `ProviderUnavaila
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from gateway.core.types import Chunk, Completion, TokenLogprob, Usage
+from gateway.core.types import Chunk, Completion, TokenLogprob, Usage, usage_count
+
+_MAX_CREATED = 1 << 40  # unix seconds; far beyond any real timestamp
 
 
 class MalformedReply(ValueError):
@@ -20,11 +23,41 @@ def parse_usage(raw: Any) -> Usage:
     if not isinstance(raw, dict):
         return Usage()
     details = raw.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return Usage(
-        prompt_tokens=int(raw.get("prompt_tokens") or 0),
-        completion_tokens=int(raw.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+        prompt_tokens=usage_count(raw.get("prompt_tokens"), "prompt_tokens"),
+        completion_tokens=usage_count(raw.get("completion_tokens"), "completion_tokens"),
+        cached_tokens=usage_count(cached, "cached_tokens"),
     )
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError(f"{name} is {type(value).__name__}, not a string")
+
+
+def _tool_calls(value: Any) -> tuple[dict[str, Any], ...]:
+    if not value:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
+        raise ValueError("tool_calls is not a list of objects")
+    return tuple(value)
+
+
+def _created(value: Any) -> int:
+    if not value:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value < _MAX_CREATED:
+        raise ValueError(f"created is not a unix time: {value!r}")
+    return int(value)
+
+
+def _logprob(value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"logprob {value!r} is not a finite number")
+    return number
 
 
 def parse_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
@@ -36,10 +69,12 @@ def parse_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
     out = []
     for item in content:
         top = tuple(
-            (str(t.get("token", "")), float(t.get("logprob", 0.0)))
+            (str(t.get("token", "")), _logprob(t.get("logprob", 0.0)))
             for t in item.get("top_logprobs") or ()
         )
-        out.append(TokenLogprob(str(item.get("token", "")), float(item.get("logprob", 0.0)), top))
+        out.append(
+            TokenLogprob(str(item.get("token", "")), _logprob(item.get("logprob", 0.0)), top)
+        )
     return tuple(out)
 
 
@@ -55,12 +90,12 @@ def parse_completion(data: Any) -> Completion:
         return Completion(
             id=str(data.get("id") or ""),
             model=str(data.get("model") or ""),
-            content=message.get("content"),
-            finish_reason=choice.get("finish_reason"),
+            content=_text(message.get("content"), "message.content"),
+            finish_reason=_text(choice.get("finish_reason"), "finish_reason"),
             usage=parse_usage(data.get("usage")),
-            tool_calls=tuple(message.get("tool_calls") or ()),
+            tool_calls=_tool_calls(message.get("tool_calls")),
             logprobs=parse_logprobs(choice.get("logprobs")),
-            created=int(data.get("created") or 0),
+            created=_created(data.get("created")),
             message_extras=extras,
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
@@ -76,20 +111,20 @@ def parse_chunk(data: Any) -> Chunk:
                 id=str(data.get("id") or ""),
                 model=str(data.get("model") or ""),
                 usage=usage,
-                created=int(data.get("created") or 0),
+                created=_created(data.get("created")),
             )
         choice = choices[0]
         delta = choice.get("delta") or {}
         return Chunk(
             id=str(data.get("id") or ""),
             model=str(data.get("model") or ""),
-            role=delta.get("role"),
-            content=delta.get("content"),
-            tool_calls=tuple(delta.get("tool_calls") or ()),
-            finish_reason=choice.get("finish_reason"),
+            role=_text(delta.get("role"), "delta.role"),
+            content=_text(delta.get("content"), "delta.content"),
+            tool_calls=_tool_calls(delta.get("tool_calls")),
+            finish_reason=_text(choice.get("finish_reason"), "finish_reason"),
             usage=usage,
             logprobs=parse_logprobs(choice.get("logprobs")),
-            created=int(data.get("created") or 0),
+            created=_created(data.get("created")),
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         raise MalformedReply(f"sent a malformed stream chunk: {exc!r}") from exc

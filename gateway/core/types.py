@@ -254,6 +254,26 @@ _COERCED = frozenset(
 )
 
 
+# Far beyond any context window: an upstream reporting more tokens than this sent junk (a
+# count that would overflow the ledger's 64-bit columns or the JSON renderer).
+MAX_USAGE_TOKENS = 1 << 31
+
+
+def usage_count(value: Any, name: str) -> int:
+    """A token count from an upstream's usage block: a whole number in 0..MAX_USAGE_TOKENS.
+    Raises ValueError for anything else (the connector reports a malformed reply)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"usage.{name} is {type(value).__name__}, not a number")
+    if isinstance(value, float) and not (value.is_integer() and value <= MAX_USAGE_TOKENS):
+        raise ValueError(f"usage.{name} {value!r} is not a whole token count")
+    count = int(value)
+    if not 0 <= count <= MAX_USAGE_TOKENS:
+        raise ValueError(f"usage.{name} {count} is out of range 0..{MAX_USAGE_TOKENS}")
+    return count
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int = 0
