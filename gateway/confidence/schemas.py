@@ -80,11 +80,7 @@ def _additional_properties_kw(
     known = schema.get("properties", {})
     patterns = list(schema.get("patternProperties", {}))
     extras = sorted(
-        (
-            key
-            for key in instance
-            if key not in known and not any(search(p, key) for p in patterns)
-        ),
+        (key for key in instance if key not in known and not any(search(p, key) for p in patterns)),
         key=str,
     )
     if validator.is_type(extra, "object"):

@@ -114,6 +114,9 @@ MAX_MESSAGES = 2_048
 MAX_CONTENT_PARTS = 256
 MAX_TOOLS = 128
 MAX_JSON_DEPTH = 64
+# Nodes a schema may have once its local `$ref`s are inlined (as SDKs do for Anthropic): a few
+# KB of `$defs` that fan out can otherwise expand to millions of nodes, inlined on the loop.
+MAX_SCHEMA_EXPANSION = 20_000
 # No model generates more tokens than this in one answer; estimates and reservations rely on it.
 MAX_OUTPUT_TOKENS = 1_000_000
 MAX_STOP_SEQUENCES = 16
@@ -153,6 +156,9 @@ def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+REF_KEYWORDS = frozenset({"$ref", "$dynamicRef", "$recursiveRef"})
+
+
 def remote_refs(schema: Any) -> list[str]:
     """Every `$ref`-like value in `schema` that points outside it (not a `#...` fragment)."""
     found: list[str] = []
@@ -161,7 +167,7 @@ def remote_refs(schema: Any) -> list[str]:
         node = stack.pop()
         if isinstance(node, dict):
             for key, value in node.items():
-                if key in ("$ref", "$dynamicRef", "$recursiveRef") and isinstance(value, str):
+                if key in REF_KEYWORDS and isinstance(value, str):
                     if not value.startswith("#"):
                         found.append(value)
                 elif isinstance(value, dict | list):
@@ -169,3 +175,63 @@ def remote_refs(schema: Any) -> list[str]:
         elif isinstance(node, list):
             stack.extend(item for item in node if isinstance(item, dict | list))
     return found
+
+
+def schema_shape_problem(schema: Any) -> str | None:
+    """Why `schema` cannot be a JSON Schema that SDKs can rewrite, or None: a `$ref`-like
+    value that is not a string, or `$defs` / `definitions` that do not map names to schema
+    objects. Provider SDKs walk every such key wherever it is (litellm inlines `$defs` for
+    Anthropic and calls `.split` on each `$ref`), and fail on other shapes in a way that
+    reads as the backend being down."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in REF_KEYWORDS and not isinstance(value, str):
+                    return f"a `{key}` value must be a string, a '#/...' reference into the schema"
+                if key in ("$defs", "definitions") and not (
+                    isinstance(value, dict) and all(isinstance(d, dict) for d in value.values())
+                ):
+                    return f"`{key}` must map names to schema objects"
+                if isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(item for item in node if isinstance(item, dict | list))
+    return None
+
+
+def schema_expansion(schema: Any, limit: int = MAX_SCHEMA_EXPANSION) -> int:
+    """How many nodes `schema` has with its local `#/$defs/...` (and `#/definitions/...`)
+    references inlined, counted up to `limit` (a recursive reference counts once)."""
+    if not isinstance(schema, dict):
+        return 1
+    defs: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        block = schema.get(key)
+        if isinstance(block, dict):
+            defs.update({f"#/{key}/{name}": d for name, d in block.items()})
+    sizes: dict[str, int] = {}
+    open_refs: set[str] = set()
+
+    def size(node: Any) -> int:
+        if isinstance(node, list):
+            return sum(size(item) for item in node)
+        if not isinstance(node, dict):
+            return 1
+        total = 1
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref in defs:
+            if ref not in sizes and ref not in open_refs:
+                open_refs.add(ref)
+                sizes[ref] = min(size(defs[ref]), limit)
+                open_refs.discard(ref)
+            total += sizes.get(ref, 1)
+        for key, value in node.items():
+            if key not in ("$defs", "definitions") and isinstance(value, dict | list):
+                total += size(value)
+                if total > limit:
+                    return total
+        return total
+
+    return size(schema)

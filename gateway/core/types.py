@@ -119,6 +119,43 @@ class ChatRequest(BaseModel):
                 raise ValueError(
                     f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ...}}}}"
                 )
+            # Checked here, as OpenAI does: a provider SDK's translation would fail on another
+            # shape with an error that reads as the backend being down (502).
+            if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
+                raise ValueError(f"tools[{i}].function.parameters must be a JSON Schema object")
+        return value
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice_names_a_function(
+        cls, value: str | dict[str, Any] | None
+    ) -> str | dict[str, Any] | None:
+        if (
+            isinstance(value, dict)
+            and "function" in value
+            and not isinstance(value["function"], dict)
+        ):
+            raise ValueError("tool_choice.function must be an object: {'name': ...}")
+        return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _json_schema_has_a_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        if not isinstance(value.get("type"), str):
+            raise ValueError("response_format needs a `type`: text, json_object or json_schema")
+        if value["type"] != "json_schema" and "json_schema" not in value:
+            return value
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise ValueError(
+                "a `json_schema` response format needs `json_schema: {'name': ..., 'schema': "
+                "{...}}` with the schema as a JSON Schema object (or use `{'type': "
+                "'json_object'}` for JSON of any shape)"
+            )
+        if not isinstance(spec.get("name", ""), str):
+            raise ValueError("response_format.json_schema.name must be a string")
         return value
 
     @classmethod
@@ -158,6 +195,16 @@ class ChatRequest(BaseModel):
                     "'#/$defs/...'",
                     param=where,
                     code="remote_ref",
+                )
+            problem = params.schema_shape_problem(schema)
+            if problem:
+                raise BadRequest(f"{where}: {problem}", param=where, code="invalid_schema")
+            if params.schema_expansion(schema) > params.MAX_SCHEMA_EXPANSION:
+                raise BadRequest(
+                    f"{where}: the schema expands to more than {params.MAX_SCHEMA_EXPANSION} "
+                    "nodes once its `$ref`s are inlined; share fewer definitions or flatten it",
+                    param=where,
+                    code="schema_too_large",
                 )
         request._wire = data
         return request
