@@ -188,6 +188,13 @@ def policy_explain(
     out = {
         "kind": profile.kind,
         "difficulty": round(profile.difficulty, 3),
+        "p_deep": round(profile.difficulty, 3),
+        # Each route's tier operating point that P(deep) is compared with.
+        "max_p_deep": {
+            r.name: r.match.max_p_deep
+            for r in policy.routes
+            if r.match is not None and r.match.max_p_deep is not None
+        },
         "latency_budget_ms": profile.latency_budget_ms,
         "evidence": profile.evidence,
         "signals": list(profile.signals),

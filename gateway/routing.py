@@ -86,6 +86,8 @@ def mismatch(
         return None
     if match.kind is not None and profile.kind not in match.kind:
         return f"kind {profile.kind} not in {match.kind}"
+    if match.max_p_deep is not None and profile.difficulty > match.max_p_deep:
+        return f"P(deep) {profile.difficulty:.3f} above max_p_deep {match.max_p_deep}"
     if match.difficulty is not None and not match.difficulty.contains(profile.difficulty):
         d = match.difficulty
         return f"difficulty {profile.difficulty:.2f} outside {d.min}..{d.max}"

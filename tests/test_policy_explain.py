@@ -107,10 +107,13 @@ def test_support_long_summary_fails_on_prompt_tokens(tmp_path: Path) -> None:
     assert code == 0, output
     assert out["prompt_tokens"] > 6000
     skipped = {r["route"]: r["why_not"] for r in out["routes"] if not r["matched"]}
-    if out["difficulty"] <= 0.5:
+    threshold = out["max_p_deep"]["fast-summary"]  # explain shows the operating point
+    assert out["p_deep"] == out["difficulty"]
+    if out["p_deep"] <= threshold:
         assert skipped["fast-summary"] == f"prompt tokens {out['prompt_tokens']} outside 0..6000"
     else:
-        assert skipped["fast-summary"].startswith("difficulty ")
+        why = skipped["fast-summary"]
+        assert why.startswith("P(deep) ") and why.endswith(f" above max_p_deep {threshold}")
     assert out["route"] == "deep"
 
 

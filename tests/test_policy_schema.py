@@ -112,6 +112,7 @@ def test_schema_has_editor_metadata() -> None:
     assert set(match) == {
         "kind",
         "difficulty",
+        "max_p_deep",
         "latency_budget_ms",
         "prompt_tokens",
         "has_tools",

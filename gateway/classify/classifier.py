@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from gateway.classify.features import extract
+from gateway.classify.features import StepFeatures, extract
 from gateway.classify.model import LinearModel
 from gateway.classify.profile import STEP_KINDS, Evidence, StepKind, StepProfile
 from gateway.core.errors import BadRequest
@@ -60,8 +60,15 @@ class Classifier:
         )
         hinted = _parse_kind(hint) if hint else None
 
-        features = extract(request)
-        scores = self.model.score(features.text_ids, features.instr_ids, features.struct_ids)
+        try:
+            features = extract(request)
+        except Exception as exc:  # a shape the features do not handle: the safe tier
+            return _fallback(hinted, budget, f"fallback:unreadable step ({type(exc).__name__})")
+        if "no_text" in features.structure:
+            return _fallback(hinted, budget, "fallback:no text to classify", features)
+        scores = self.model.score(
+            features.text_ids, features.instr_ids, features.struct_ids, features.prefix_ids
+        )
         signals = [f"structure:{s}" for s in features.structure]
 
         kind: StepKind
@@ -94,6 +101,32 @@ class Classifier:
             evidence=evidence,
             signals=tuple(signals),
         )
+
+
+def _fallback(
+    hinted: StepKind | None,
+    budget: int | None,
+    why: str,
+    features: StepFeatures | None = None,
+) -> StepProfile:
+    """A step the model cannot judge: P(deep) = 1, so only a deep route takes it."""
+    kind: StepKind = hinted or "reason"
+    signals = [why] + ([f"hint:kind={hinted}"] if hinted else [])
+    if budget is not None:
+        signals.insert(0, f"hint:latency_budget_ms={budget}")
+    return StepProfile(
+        kind=kind,
+        difficulty=1.0,
+        latency_budget_ms=budget,
+        prompt_tokens=features.prompt_tokens if features else 0,
+        expected_output_tokens=_OUTPUT_TOKENS[kind],
+        expects_json=features.expects_json if features else False,
+        has_tools=features.has_tools if features else False,
+        language=features.language if features else "en",
+        turns=features.turns if features else 0,
+        evidence="hint" if hinted else "fallback",
+        signals=tuple(signals),
+    )
 
 
 def _parse_kind(value: str) -> StepKind:

@@ -1,8 +1,10 @@
 """The linear step model: per hashed feature, one weight per step kind plus one "deep" weight.
 
-Scores are sums over the step's feature ids (n-gram ids scaled by 1/sqrt(count), structural ids
-by 1), so scoring is a handful of dict look-ups and one C-level transpose-and-sum. Weights are
-stored sparsely and quantised to integers in a small JSON file.
+Scores are sums over the step's feature ids (each n-gram group scaled by 1/sqrt(its count),
+structural ids by 1), so scoring is a handful of dict look-ups and one C-level sum per group.
+Weights are stored sparsely and quantised to integers in a small JSON file, with the two
+numbers that calibrate the deep logit into P(deep) (Platt scaling, fitted on steps the weights
+were not trained on).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import orjson
 
 from gateway.classify.profile import STEP_KINDS, StepKind
 
-FORMAT = "stepgate-linear-v1"
+FORMAT = "stepgate-linear-v2"
 N_OUT = len(STEP_KINDS) + 1  # seven kind logits, then the deep-vs-fast logit
 DEEP = len(STEP_KINDS)
 
@@ -43,6 +45,11 @@ class LinearModel:
     weights: dict[int, tuple[float, ...]]  # feature id -> N_OUT weights
     bias: tuple[float, ...]
     hash_bits: int
+    # P(deep) = sigmoid(a * deep_logit + b); (1, 0) leaves the trained logit as it is.
+    calibration: tuple[float, float] = (1.0, 0.0)
+    # How much each feature group counts (context n-grams, instruction n-grams, instruction
+    # word prefixes, structure), on top of the 1/sqrt(count) scaling of the n-gram groups.
+    group_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     # What `score` reads: each row quantised (as the weights file stores it) and packed into
     # one int, so that a step's rows sum with one C-level `sum` over one object per feature
     # instead of a tuple of eight floats each (built from `weights` at construction).
@@ -72,13 +79,14 @@ class LinearModel:
         text_ids: tuple[int, ...],
         instr_ids: tuple[int, ...],
         struct_ids: tuple[int, ...],
+        prefix_ids: tuple[int, ...] = (),
     ) -> Scores:
-        t_scale = 1.0 / math.sqrt(len(text_ids)) if text_ids else 0.0
-        i_scale = 1.0 / math.sqrt(len(instr_ids)) if instr_ids else 0.0
-        t_sum = self._sums(text_ids, t_scale)
-        i_sum = self._sums(instr_ids, i_scale)
-        s_sum = self._sums(struct_ids, 1.0)
-        t_sum = [t + i for t, i in zip(t_sum, i_sum, strict=True)]
+        gt, gi, gp, gs = self.group_weights
+        t_sum = self._sums(text_ids, gt * _scale(text_ids))
+        i_sum = self._sums(instr_ids, gi * _scale(instr_ids))
+        p_sum = self._sums(prefix_ids, gp * _scale(prefix_ids))
+        s_sum = self._sums(struct_ids, gs)
+        t_sum = [t + i + p for t, i, p in zip(t_sum, i_sum, p_sum, strict=True)]
         logits = [b + s + t for b, s, t in zip(self.bias, s_sum, t_sum, strict=True)]
         kind_logits = logits[:DEEP]
         order = sorted(range(DEEP), key=kind_logits.__getitem__, reverse=True)
@@ -86,15 +94,30 @@ class LinearModel:
         peak = kind_logits[top]
         exps = [math.exp(v - peak) for v in kind_logits]
         total = sum(exps)
+        a, b = self.calibration
         return Scores(
             kind=STEP_KINDS[top],
             p_kind=exps[top] / total,
             runner_up=STEP_KINDS[second],
             p_runner_up=exps[second] / total,
-            p_deep=_sigmoid(logits[DEEP]),
+            p_deep=_sigmoid(a * logits[DEEP] + b),
             struct_margin=s_sum[top] - s_sum[second],
             text_margin=t_sum[top] - t_sum[second],
         )
+
+    def deep_logit(
+        self,
+        text_ids: tuple[int, ...],
+        instr_ids: tuple[int, ...],
+        struct_ids: tuple[int, ...],
+        prefix_ids: tuple[int, ...] = (),
+    ) -> float:
+        """The uncalibrated deep logit (what calibration is fitted on)."""
+        gt, gi, gp, gs = self.group_weights
+        total = self.bias[DEEP] + self._sums(struct_ids, gs)[DEEP]
+        for ids, g in ((text_ids, gt), (instr_ids, gi), (prefix_ids, gp)):
+            total += self._sums(ids, g * _scale(ids))[DEEP]
+        return total
 
     def to_json(self, *, meta: dict[str, Any] | None = None) -> bytes:
         """Sparse, quantised: each output column is scaled so its largest weight is 32767."""
@@ -109,6 +132,8 @@ class LinearModel:
             "outputs": [*STEP_KINDS, "deep"],
             "hash_bits": self.hash_bits,
             "bias": [round(b, 6) for b in self.bias],
+            "calibration": [round(c, 6) for c in self.calibration],
+            "group_weights": list(self.group_weights),
             "scales": scales,
             "meta": meta or {},
             "weights": rows,
@@ -120,7 +145,10 @@ class LinearModel:
         try:
             doc = orjson.loads(data)
             if doc.get("format") != FORMAT:
-                raise WeightsError(f"{source}: format is {doc.get('format')!r}, expected {FORMAT}")
+                raise WeightsError(
+                    f"{source}: format is {doc.get('format')!r}, expected {FORMAT}; retrain "
+                    "with `stepgate classifier train` (the features changed)"
+                )
             if tuple(doc["kinds"]) != STEP_KINDS:
                 raise WeightsError(f"{source}: kinds {doc['kinds']} do not match {STEP_KINDS}")
             scales = [float(s) for s in doc["scales"]]
@@ -130,13 +158,21 @@ class LinearModel:
             }
             bias = tuple(float(b) for b in doc["bias"])
             hash_bits = int(doc["hash_bits"])
+            a, b = (float(c) for c in doc["calibration"])
+            gt, gi, gp, gs = (float(g) for g in doc["group_weights"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, WeightsError):
                 raise
             raise WeightsError(f"{source}: not a valid classifier weights file ({exc})") from exc
         if len(bias) != N_OUT or len(scales) != N_OUT:
             raise WeightsError(f"{source}: expected {N_OUT} outputs")
-        return cls(weights=weights, bias=bias, hash_bits=hash_bits)
+        return cls(
+            weights=weights,
+            bias=bias,
+            hash_bits=hash_bits,
+            calibration=(a, b),
+            group_weights=(gt, gi, gp, gs),
+        )
 
     @classmethod
     def load(cls, path: Path) -> LinearModel:
@@ -171,6 +207,10 @@ def _pack(q: list[int]) -> int:
     for shift, value in zip(_SHIFTS, q, strict=True):
         packed |= (value + _OFFSET) << shift
     return packed
+
+
+def _scale(ids: tuple[int, ...]) -> float:
+    return 1.0 / math.sqrt(len(ids)) if ids else 0.0
 
 
 def _sigmoid(x: float) -> float:

@@ -16,13 +16,15 @@ STEP_KINDS: tuple[StepKind, ...] = (
     "reason",
 )
 # Where the decisive evidence for `kind` came from (closed vocabulary, used as a metric label).
-Evidence = Literal["hint", "structure", "model"]
+# "fallback": the step could not be read (no text, or a shape the features do not handle); it
+# goes to the safe tier (P(deep) = 1) and `signals` say why.
+Evidence = Literal["hint", "structure", "model", "fallback"]
 
 
 @dataclass(frozen=True, slots=True)
 class StepProfile:
     kind: StepKind
-    difficulty: float  # 0 (trivial) .. 1 (deep reasoning)
+    difficulty: float  # 0 (trivial) .. 1 (deep reasoning): the calibrated P(deep)
     latency_budget_ms: int | None
     prompt_tokens: int  # estimate
     expected_output_tokens: int  # estimate

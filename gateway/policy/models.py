@@ -152,6 +152,9 @@ class Match(Strict):
 
     kind: list[StepKind] | None = Field(default=None, min_length=1)
     difficulty: FloatRange | None = None
+    # The tier operating point: the route takes a step only when the classifier's calibrated
+    # P(deep) is at most this (lower = fewer deep steps reach a cheap target, fewer steps too).
+    max_p_deep: float | None = Field(default=None, ge=0.0, le=1.0)
     latency_budget_ms: IntRange | None = None
     prompt_tokens: IntRange | None = None
     has_tools: bool | None = None

@@ -185,7 +185,7 @@ class Metrics:
         self._reason = code_label(cap=limits.code_cap)
         self._code = code_label(cap=limits.code_cap)
         self._error = error_label()
-        self._evidence = BoundedLabel(cap=3, allowed=("hint", "structure", "model"))
+        self._evidence = BoundedLabel(cap=4, allowed=("hint", "structure", "model", "fallback"))
         self._req_cache: dict[tuple[Any, ...], _RequestChildren] = {}
         self._att_cache: dict[tuple[Any, ...], _AttemptChildren] = {}
 
