@@ -57,9 +57,9 @@ def test_shipped_weights_meet_tier_targets_on_test_split(
     assert len(steps) >= 150
     report = evaluate(classifier, steps, policy)
     # In distribution (the split shares templates with training). The shipped operating point
-    # (max_p_deep 0.3) trades fast->deep for a low deep->fast rate, so tier accuracy sits near
-    # 92% here; deep->fast is the dangerous error and stays at the floor.
-    assert report.tier_accuracy >= 0.90, report.misses
+    # (max_p_deep 0.2) trades fast->deep for a low deep->fast rate, so tier accuracy sits near
+    # 89% here; deep->fast is the dangerous error and stays at the floor.
+    assert report.tier_accuracy >= 0.86, report.misses
     assert report.deep_steps >= 40
     assert report.deep_to_fast_rate <= 0.02, report.misses
 

@@ -1,11 +1,11 @@
 """The step router on steps it was never trained on: loose floors a regression would break,
 whole-step features, the safe fallback, and the P(deep) operating point.
 
-Figures measured when these floors were set (policies/support.yaml, max_p_deep 0.3):
-steps-ood (300, hand-labeled, outside the repo) tier 73.0%, deep->fast 5.7%, kind 71.0%;
-bench/data/ood-written (336, written to a spec without reading the generator) tier 79.5%,
-deep->fast 6.1%, kind 75.0%; the grouped test split of data/steps/assemble.py tier 73.4%,
-deep->fast 10.1%, kind 66.7%. Evaluation sets only: never trained or tuned on.
+Figures measured when these floors were set (policies/support.yaml, max_p_deep 0.2):
+steps-ood (300, hand-labeled, outside the repo) tier 73.3%, deep->fast 5.7%, kind 70.3%;
+bench/data/ood-written (336, written to a spec without reading the generator) tier 78.3%,
+deep->fast 7.6%, kind 76.2%; the grouped test split of data/steps/assemble.py (2,506 steps)
+tier 75.0%, deep->fast 8.4%, kind 71.1%. Evaluation sets only: never trained or tuned on.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def test_floor_on_the_template_grouped_split(classifier: Classifier, policy: Any
     assert len(steps) >= 1000
     report = evaluate(classifier, steps, policy)
     assert report.tier_accuracy >= 0.70
-    assert report.deep_to_fast_rate <= 0.15
-    assert report.kind_accuracy >= 0.62
+    assert report.deep_to_fast_rate <= 0.14
+    assert report.kind_accuracy >= 0.66
 
 
 def _req(messages: list[dict[str, Any]], **extra: Any) -> ChatRequest:
@@ -144,11 +144,11 @@ def test_max_p_deep_is_the_operating_point(classifier: Classifier, tmp_path: Pat
                      "\n\nI was charged twice for order 5512."}])  # fmt: skip
     profile = classifier.classify(request, {})
     text = POLICY.read_text()
-    assert "max_p_deep: 0.3" in text
+    assert "max_p_deep: 0.2" in text
     strict = tmp_path / "strict.yaml"
-    strict.write_text(text.replace("max_p_deep: 0.3", "max_p_deep: 0.0"))
+    strict.write_text(text.replace("max_p_deep: 0.2", "max_p_deep: 0.0"))
     loose = tmp_path / "loose.yaml"
-    loose.write_text(text.replace("max_p_deep: 0.3", "max_p_deep: 1.0"))
+    loose.write_text(text.replace("max_p_deep: 0.2", "max_p_deep: 1.0"))
     assert 0.0 < profile.difficulty < 1.0
     refused = decide(load_policy(strict), profile, model="auto")
     assert refused.route == "deep"
