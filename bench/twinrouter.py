@@ -61,8 +61,11 @@ SPLITS: dict[str, tuple[str, str]] = {  # split -> (path at SOURCE_COMMIT, git b
     ),
 }
 GIT_DIR_ENV = "STEPGATE_TWINROUTER_GIT"
-# Where this project's tooling mirrors the repository (fetch github:CommonstackAI/UncommonRoute).
-DEFAULT_GIT_DIR = Path("/work/.mirror/CommonstackAI+UncommonRoute/repo")
+# Where this project's tooling mirrors the repository (fetch github:CommonstackAI/UncommonRoute):
+# `.mirror/` beside the repository.
+DEFAULT_GIT_DIR = (
+    Path(__file__).resolve().parents[2] / ".mirror" / "CommonstackAI+UncommonRoute" / "repo"
+)
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "data" / "twinrouter"
 
 

@@ -11,7 +11,7 @@ and prints a per-source / per-language count summary (used for SOURCES.md).
 Every row carries "source" (owner/name:path@commit) and "license".
 
 Input: bare git mirrors as laid out by the search tool's `fetch`, i.e.
-  <mirrors>/<owner>+<name>/repo     (default --mirrors /work/.mirror)
+  <mirrors>/<owner>+<name>/repo     (default --mirrors: .mirror/ beside the repository)
 Each source is read at a pinned commit (the one the data was built from); when that commit is
 missing from a mirror the mirror's HEAD is used and a warning is printed. A source whose mirror
 is missing is skipped with a warning. No network access is needed.
@@ -1405,7 +1405,8 @@ def main():
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--mirrors", default="/work/.mirror")
+    beside_repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * 4, ".mirror")
+    ap.add_argument("--mirrors", default=os.path.normpath(beside_repo))
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
     a = ap.parse_args()
     mir = {k: Mirror(a.mirrors, k) for k in REPOS}
