@@ -201,7 +201,7 @@ def extract(request: ChatRequest) -> StepFeatures:
         elif role == "assistant":
             assistant_turns += 1
             last_assistant = text
-            called = _called_tools(m.tool_calls)
+            called = _function_words(m.tool_calls)
         else:
             tool_msgs += 1
             last_tool = text
@@ -256,7 +256,7 @@ def extract(request: ChatRequest) -> StepFeatures:
     if has_tools:
         tools = request.tools or ()
         structure.append("tools" if len(tools) < 3 else "tools>=3")
-        structure.extend(f"tool:{t}" for t in _tool_words(tools))
+        structure.extend(f"tool:{t}" for t in _function_words(tools))
     if tool_msgs:
         structure.append("tool_results")
     limit = request.output_limit()
@@ -325,20 +325,12 @@ def _words(name: str) -> list[str]:
     return [w.lower() for w in _NAME_WORD.findall(name)][:6]
 
 
-def _called_tools(tool_calls: list[dict[str, Any]] | None) -> list[str]:
-    out: list[str] = []
-    for call in (tool_calls or ())[:_MAX_TOOLS]:
-        fn = call.get("function") if isinstance(call, dict) else None
-        name = fn.get("name") if isinstance(fn, dict) else None
-        if isinstance(name, str):
-            out.extend(_words(name))
-    return sorted(set(out))
-
-
-def _tool_words(tools: Sequence[dict[str, Any]]) -> list[str]:
+def _function_words(items: Sequence[dict[str, Any]] | None) -> list[str]:
+    """The words of the function names in tool definitions or tool calls (both carry
+    `{"function": {"name": ...}}`), sorted and deduplicated."""
     out: set[str] = set()
-    for tool in tools[:_MAX_TOOLS]:
-        fn = tool.get("function") if isinstance(tool, dict) else None
+    for item in (items or ())[:_MAX_TOOLS]:
+        fn = item.get("function") if isinstance(item, dict) else None
         name = fn.get("name") if isinstance(fn, dict) else None
         if isinstance(name, str):
             out.update(_words(name))
