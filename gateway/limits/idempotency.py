@@ -165,7 +165,12 @@ class Idempotency:
 
     def later(self, work: Any) -> None:
         """Run a store write off the response path (it must not delay or fail the answer)."""
-        task = asyncio.get_running_loop().create_task(self._quietly(work))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a relay finalised after the loop stopped: the claim lapses
+            work.close()
+            return
+        task = loop.create_task(self._quietly(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
