@@ -81,13 +81,7 @@ class LinearModel:
         struct_ids: tuple[int, ...],
         prefix_ids: tuple[int, ...] = (),
     ) -> Scores:
-        gt, gi, gp, gs = self.group_weights
-        t_sum = self._sums(text_ids, gt * _scale(text_ids))
-        i_sum = self._sums(instr_ids, gi * _scale(instr_ids))
-        p_sum = self._sums(prefix_ids, gp * _scale(prefix_ids))
-        s_sum = self._sums(struct_ids, gs)
-        t_sum = [t + i + p for t, i, p in zip(t_sum, i_sum, p_sum, strict=True)]
-        logits = [b + s + t for b, s, t in zip(self.bias, s_sum, t_sum, strict=True)]
+        logits, s_sum, t_sum = self._logits(text_ids, instr_ids, struct_ids, prefix_ids)
         kind_logits = logits[:DEEP]
         order = sorted(range(DEEP), key=kind_logits.__getitem__, reverse=True)
         top, second = order[0], order[1]
@@ -113,11 +107,24 @@ class LinearModel:
         prefix_ids: tuple[int, ...] = (),
     ) -> float:
         """The uncalibrated deep logit (what calibration is fitted on)."""
+        return self._logits(text_ids, instr_ids, struct_ids, prefix_ids)[0][DEEP]
+
+    def _logits(
+        self,
+        text_ids: tuple[int, ...],
+        instr_ids: tuple[int, ...],
+        struct_ids: tuple[int, ...],
+        prefix_ids: tuple[int, ...],
+    ) -> tuple[list[float], list[float], list[float]]:
+        """(logits, structural part, n-gram part), each with N_OUT values."""
         gt, gi, gp, gs = self.group_weights
-        total = self.bias[DEEP] + self._sums(struct_ids, gs)[DEEP]
-        for ids, g in ((text_ids, gt), (instr_ids, gi), (prefix_ids, gp)):
-            total += self._sums(ids, g * _scale(ids))[DEEP]
-        return total
+        t_sum = self._sums(text_ids, gt * _scale(text_ids))
+        i_sum = self._sums(instr_ids, gi * _scale(instr_ids))
+        p_sum = self._sums(prefix_ids, gp * _scale(prefix_ids))
+        s_sum = self._sums(struct_ids, gs)
+        t_sum = [t + i + p for t, i, p in zip(t_sum, i_sum, p_sum, strict=True)]
+        logits = [b + s + t for b, s, t in zip(self.bias, s_sum, t_sum, strict=True)]
+        return logits, s_sum, t_sum
 
     def to_json(self, *, meta: dict[str, Any] | None = None) -> bytes:
         """Sparse, quantised: each output column is scaled so its largest weight is 32767."""
