@@ -1,9 +1,13 @@
 """Call a route's candidates in order: deadline, retries with jittered backoff, fallbacks.
 
 Retries stay on the same backend while the error is retryable, attempts remain and the wait
-(backoff, or the upstream's Retry-After when longer) fits both the policy cap and the deadline.
-A `ProviderRejected` error (the request itself is bad) ends dispatch at once; any other error
-moves on to the next candidate. Every call is appended to the caller's `attempts` list.
+(backoff, or the upstream's Retry-After when longer) fits both the policy cap and the deadline;
+a timeout moves on to the next candidate at once unless `retry.on_timeout: retry`. Each
+candidate but the last gets the request deadline less a slice kept for every later one
+(`retry.min_fallback_s`, at most half the time left per candidate), so a hanging primary
+cannot spend the fallbacks' time. A `ProviderRejected` error (the request itself is bad) ends
+dispatch at once; any other error moves on to the next candidate. Every call is appended to
+the caller's `attempts` list.
 For streams the candidates are tried until one yields its first chunk; after that the
 backend is fixed and a failure is the caller's `StreamInterrupted`.
 """
@@ -91,6 +95,8 @@ class Dispatcher:
         """Seconds to wait before retrying the same backend, or None to move on."""
         if not error.retryable or tries >= self.retry.max_attempts:
             return None
+        if isinstance(error, ProviderTimeout) and self.retry.on_timeout == "next":
+            return None
         base = self.retry.backoff_base_ms / 1000 * (2 ** (tries - 1))
         delay: float = min(base, self.retry.backoff_max_ms / 1000) * (0.5 + self._jitter() / 2)
         if error.retry_after_s is not None:
@@ -110,8 +116,8 @@ class Dispatcher:
         *,
         role: AttemptRole | None = None,
     ) -> tuple[Connector, Completion]:
-        async def call(connector: Connector, attempt: Attempt) -> Completion:
-            completion = await connector.complete(request, deadline)
+        async def call(connector: Connector, attempt: Attempt, own: Deadline) -> Completion:
+            completion = await connector.complete(request, own)
             attempt.model = completion.model or attempt.model
             attempt.finish(usage=completion.usage)
             return completion
@@ -132,11 +138,20 @@ class Dispatcher:
         The attempt stays open (the caller settles it when the stream ends)."""
 
         async def call(
-            connector: Connector, attempt: Attempt
+            connector: Connector, attempt: Attempt, own: Deadline
         ) -> tuple[Attempt, Chunk, AsyncIterator[Chunk]]:
+            # The stream runs to the request deadline once it has started; the candidate's
+            # own slice bounds only the wait for its first chunk.
             stream = connector.stream(request, deadline)
             try:
-                first = await anext(aiter(stream))
+                async with asyncio.timeout_at(_loop_time(own)):
+                    first = await anext(aiter(stream))
+            except TimeoutError:
+                await _close(stream)
+                raise ProviderTimeout(
+                    f"{connector.name} sent no first chunk within its share of the deadline",
+                    backend=connector.name,
+                ) from None
             except StopAsyncIteration:
                 await _close(stream)
                 raise ProviderUnavailable(
@@ -158,7 +173,7 @@ class Dispatcher:
         deadline: Deadline,
         attempts: list[Attempt],
         role: AttemptRole | None,
-        call: Callable[[Connector, Attempt], Awaitable[T]],
+        call: Callable[[Connector, Attempt, Deadline], Awaitable[T]],
     ) -> tuple[Connector, T]:
         """The one retry/fallback loop: candidates in order, retries per the policy."""
         errors: list[ProviderError] = []
@@ -172,8 +187,9 @@ class Dispatcher:
                 attempt = self._start(name, role or self._role(index, tries), connector)
                 attempts.append(attempt)
                 tries += 1
+                own = self._share(deadline, later=len(candidates) - index - 1)
                 try:
-                    return connector, await call(connector, attempt)
+                    return connector, await call(connector, attempt, own)
                 except ProviderError as exc:
                     exc.backend = exc.backend or name
                     attempt.finish(error=exc)
@@ -189,6 +205,14 @@ class Dispatcher:
                     raise
         raise AllBackendsFailed(errors)
 
+    def _share(self, deadline: Deadline, *, later: int) -> Deadline:
+        """The deadline for one candidate with `later` candidates after it."""
+        if later == 0 or self.retry.min_fallback_s == 0:
+            return deadline
+        left = deadline.remaining()
+        keep = min(later * self.retry.min_fallback_s, left * later / (later + 1))
+        return Deadline(deadline.at - keep)
+
     @staticmethod
     def _start(name: str, role: AttemptRole, connector: Connector) -> Attempt:
         return Attempt(
@@ -198,6 +222,12 @@ class Dispatcher:
             started=time.monotonic(),
             model=connector.model,
         )
+
+
+def _loop_time(deadline: Deadline) -> float:
+    """`deadline` on the running loop's clock (asyncio.timeout_at takes loop time)."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + deadline.remaining()
 
 
 async def _close(stream: AsyncIterator[Chunk]) -> None:

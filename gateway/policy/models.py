@@ -218,6 +218,12 @@ class Retry(Strict):
     backoff_base_ms: int = Field(default=100, ge=0)
     backoff_max_ms: int = Field(default=2000, ge=0)
     max_retry_after_s: float = Field(default=10.0, ge=0)
+    # A timed-out backend is likely still slow: by default the next candidate is tried at once
+    # ("next"); "retry" retries the same backend like any other retryable error first.
+    on_timeout: Literal["next", "retry"] = "next"
+    # Seconds of the request deadline kept for each later candidate (at most half the time
+    # left per candidate), so a hanging primary cannot use up the fallbacks' time.
+    min_fallback_s: float = Field(default=5.0, ge=0)
 
 
 class Policy(Strict):
