@@ -13,6 +13,15 @@ def flush(client: Any) -> None:
     client.portal.call(client.app.state.ledger.flush)
 
 
+def settle(client: Any) -> None:
+    """Wait for everything the app queued off the request path: idempotency store writes,
+    budget settlements, then ledger rows."""
+    services = client.app.state.services
+    client.portal.call(services.idempotency.flush)
+    client.portal.call(services.gate.flush)
+    client.portal.call(services.ledger.flush)
+
+
 def request_rows(client: Any, request_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The `requests` row and its `attempts` rows (in attempt order) for one request."""
     flush(client)

@@ -19,6 +19,7 @@ from gateway.limits.budgets import window
 from gateway.limits.keys import KeyLimits
 from tests.conftest import render_policy
 from tests.fakes.upstream import FakeUpstream, cut_stream, hang, persistent, status
+from tests.ledger_view import settle
 from tests.test_ledger_support import attempt
 from tests.test_limits_support import app_client, bearer, chat, mint
 
@@ -43,12 +44,6 @@ def fakes(
 
 def _db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/ledger.db"
-
-
-def _flush(client: Any) -> None:
-    services = client.app.state.services
-    client.portal.call(services.gate.flush)
-    client.portal.call(services.ledger.flush)
 
 
 def _counter(client: Any, key: str) -> int | None:
@@ -120,7 +115,7 @@ def test_tpm_reserves_the_estimate_and_settles_actual_tokens(tmp_path: Path, fak
         ok = 0
         for _ in range(6):
             r = client.post("/v1/chat/completions", json=chat(**DIRECT), headers=bearer(key))
-            _flush(client)
+            settle(client)
             if r.status_code != 200:
                 assert r.status_code == 429 and r.json()["error"]["code"] == "key_tpm_exceeded"
                 break
@@ -182,7 +177,7 @@ def test_budget_overshoot_is_at_most_one_request_and_counter_matches_ledger(
         for _ in range(10):
             r = client.post("/v1/chat/completions", json=chat(**DIRECT), headers=bearer(key))
             statuses.append(r.status_code)
-            _flush(client)
+            settle(client)
         assert set(statuses) == {200, 402}
         assert statuses.index(402) == statuses.count(200)  # refused only once exhausted
         count, spent = _ledger_spend(url, key_id)
@@ -198,7 +193,7 @@ def test_failed_call_releases_its_reservation(tmp_path: Path, fakes: Any) -> Non
     with app_client(_policy(tmp_path, *fakes), tmp_path) as client:
         r = client.post("/v1/chat/completions", json=chat(**DIRECT), headers=bearer(key))
         assert r.status_code >= 500
-        _flush(client)
+        settle(client)
         assert _counter(client, _budget_key("key", key_id)) == 0
 
 
@@ -292,7 +287,7 @@ def test_streams_settle_at_what_was_billed_also_when_cut(tmp_path: Path, fakes: 
             ) as r:
                 assert r.status_code == 200
                 r.read()
-        _flush(client)
+        settle(client)
         count, spent = _ledger_spend(url, key_id, ok_only=False)
         assert count == 2 and spent > 0  # the cut stream (502 in-stream) is billed too
         assert _counter(client, _budget_key("key", key_id)) == spent

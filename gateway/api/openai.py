@@ -28,7 +28,6 @@ from gateway.core.errors import render as render_error
 from gateway.core.money import format_usd
 from gateway.core.types import ChatRequest, Usage
 from gateway.limits.idempotency import Claim, Stored
-from gateway.limits.keys import Principal
 from gateway.pipeline import Pipeline, RequestContext, StreamOutcome
 from gateway.routing import model_names
 
@@ -128,26 +127,6 @@ class ChatCompletions:
         if isinstance(held, Stored):
             await _send_stored(send, held)
             return
-        try:
-            await self._run(scope, receive, send, headers, rid, received, chat, principal, held)
-        except BaseException:
-            if held is not None:
-                held.release()
-            raise
-
-    async def _run(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        headers: Headers,
-        rid: str,
-        received: float,
-        chat: ChatRequest,
-        principal: Principal | None,
-        claim: Claim | None,
-    ) -> None:
-        services = scope["app"].state.services
         ctx = RequestContext(
             request_id=rid,
             headers=headers,  # case-insensitive mapping
@@ -158,7 +137,25 @@ class ChatCompletions:
             principal=principal,
             client_request_id=client_request_id(headers),
         )
-        pipeline: Pipeline = services.pipeline
+        try:
+            await self._run(scope, receive, send, services.pipeline, ctx, chat, held)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+
+    async def _run(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        pipeline: Pipeline,
+        ctx: RequestContext,
+        chat: ChatRequest,
+        claim: Claim | None,
+    ) -> None:
+        """Route and answer a parsed request; `claim` holds its Idempotency-Key, if any."""
+        rid = ctx.request_id
         want_logprobs = bool(chat.logprobs)
         if chat.stream:
             outcome = await pipeline.chat_stream(chat, ctx)

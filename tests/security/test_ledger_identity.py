@@ -24,6 +24,7 @@ from gateway.ledger.tables import requests
 from gateway.limits.keys import KeyLimits
 from tests.conftest import render_policy
 from tests.fakes.upstream import FakeUpstream, cut_stream, ok, persistent, slow_first_token, status
+from tests.ledger_view import settle
 from tests.test_limits_support import app_client, bearer, chat, mint
 
 DIRECT = {"model": "dllm-direct", "max_tokens": 20}
@@ -47,13 +48,6 @@ def _policy(tmp_path: Path, fakes: tuple[FakeUpstream, ...]) -> Path:
 
 def _db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/ledger.db"
-
-
-def _flush(client: Any) -> None:
-    services = client.app.state.services
-    client.portal.call(services.idempotency.flush)
-    client.portal.call(services.gate.flush)
-    client.portal.call(services.ledger.flush)
 
 
 def _rows(url: str) -> list[dict[str, Any]]:
@@ -94,7 +88,7 @@ def test_repeated_client_ids_leave_one_row_per_request(tmp_path: Path, fakes: An
         )
         assert r.status_code == 200 and r.headers["x-client-request-id"] == shared
         sent.append(r.headers["x-request-id"])
-        _flush(client)
+        settle(client)
     assert len(set(sent)) == 11 and shared not in sent  # the gateway's ids, all distinct
     rows = _rows(url)
     assert [row["request_id"] for row in rows] == sent
@@ -116,7 +110,7 @@ def test_a_capped_key_stays_capped_across_a_restart(tmp_path: Path, fakes: Any) 
         for _ in range(5):
             statuses.append(client.post("/v1/chat/completions", json=chat(**DIRECT),
                                         headers=headers).status_code)  # fmt: skip
-            _flush(client)
+            settle(client)
     assert statuses == [200, 200, 200, 402, 402]
     # A new process seeds the budget from the ledger: all three calls are there.
     with app_client(policy, tmp_path) as client:
@@ -175,7 +169,7 @@ def test_a_retry_with_its_key_replays_the_answer(
     with app_client(_policy(tmp_path, fakes), tmp_path, **store_settings) as client:
         first = client.post("/v1/chat/completions", json=chat(**DIRECT), headers=_idem(idem, key))
         assert first.status_code == 200, first.text
-        _flush(client)
+        settle(client)
         again = client.post("/v1/chat/completions", json=chat(**DIRECT), headers=_idem(idem, key))
         assert again.status_code == 200, again.text
         assert again.content == first.content
@@ -193,7 +187,7 @@ def test_a_retry_with_its_key_replays_the_answer(
         # Without the key, the same body is a new request.
         fresh = client.post("/v1/chat/completions", json=chat(**DIRECT), headers=bearer(key))
         assert fresh.status_code == 200
-        _flush(client)
+        settle(client)
     assert len(fakes[0].requests) == 2
     rows = _rows(url)
     assert [r["request_id"] for r in rows] == [
@@ -213,10 +207,10 @@ def test_the_key_is_scoped_to_the_api_key(
     with app_client(_policy(tmp_path, fakes), tmp_path, **store_settings) as client:
         fakes[0].set_reply(content="alpha-secret-answer")
         a = client.post("/v1/chat/completions", json=chat(**DIRECT), headers=_idem(idem, alpha))
-        _flush(client)
+        settle(client)
         fakes[0].set_reply(content="beta-own-answer")
         b = client.post("/v1/chat/completions", json=chat(**DIRECT), headers=_idem(idem, beta))
-        _flush(client)
+        settle(client)
     assert a.status_code == b.status_code == 200
     assert "alpha-secret-answer" not in b.text and "beta-own-answer" in b.text
     assert "x-stepgate-idempotent-replay" not in b.headers
@@ -232,12 +226,12 @@ def test_a_failed_request_releases_its_key(
     with app_client(_policy(tmp_path, fakes), tmp_path, **store_settings) as client:
         failed = client.post("/v1/chat/completions", json=chat(**DIRECT), headers=_idem(idem))
         assert failed.status_code >= 500
-        _flush(client)
+        settle(client)
         fakes[0].reset_script()
         retried = client.post("/v1/chat/completions", json=chat(**DIRECT), headers=_idem(idem))
         assert retried.status_code == 200, retried.text
         assert "x-stepgate-idempotent-replay" not in retried.headers
-        _flush(client)
+        settle(client)
     rows = _rows(url)
     assert [r["status"] for r in rows] == [failed.status_code, 200]  # both recorded
 
@@ -265,7 +259,7 @@ def test_a_concurrent_duplicate_gets_409(
         assert dup.json()["error"]["code"] == "idempotency_in_progress"
         assert dup.headers["retry-after"] == "1"
         assert results["first"].status_code == 200
-        _flush(client)
+        settle(client)
         replay = client.post("/v1/chat/completions", json=chat(**DIRECT), headers=_idem(idem))
         assert replay.content == results["first"].content
     assert len(fakes[0].requests) == 1
@@ -279,7 +273,7 @@ def test_a_stream_is_replayed_only_when_it_completed(
     with app_client(_policy(tmp_path, fakes), tmp_path, **store_settings) as client:
         first = client.post("/v1/chat/completions", json=body, headers=_idem(idem))
         assert first.status_code == 200 and first.text.rstrip().endswith("[DONE]")
-        _flush(client)
+        settle(client)
         again = client.post("/v1/chat/completions", json=body, headers=_idem(idem))
         assert again.status_code == 200
         assert again.headers["content-type"].startswith("text/event-stream")
@@ -289,7 +283,7 @@ def test_a_stream_is_replayed_only_when_it_completed(
         cut = f"idem-{uuid.uuid4()}"
         fakes[0].script([cut_stream(2)])
         broken = client.post("/v1/chat/completions", json=body, headers=_idem(cut))
-        _flush(client)
+        settle(client)
         retried = client.post("/v1/chat/completions", json=body, headers=_idem(cut))
         assert "x-stepgate-idempotent-replay" not in retried.headers
         assert retried.text.rstrip().endswith("[DONE]")
@@ -315,7 +309,7 @@ def test_replicas_share_the_key_through_redis(tmp_path: Path, fakes: Any) -> Non
     two.mkdir()
     with app_client(policy, one, redis_url=REDIS_URL) as a:
         first = a.post("/v1/chat/completions", json=chat(**DIRECT), headers=_idem(idem))
-        _flush(a)
+        settle(a)
     with app_client(policy, two, redis_url=REDIS_URL) as b:
         again = b.post("/v1/chat/completions", json=chat(**DIRECT), headers=_idem(idem))
     assert first.status_code == again.status_code == 200

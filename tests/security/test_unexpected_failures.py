@@ -28,6 +28,7 @@ from gateway.limits.budgets import window
 from gateway.limits.keys import KeyLimits
 from tests.conftest import render_policy
 from tests.fakes.upstream import FakeUpstream
+from tests.ledger_view import settle
 from tests.test_limits_support import app_client, bearer, mint
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -58,12 +59,6 @@ def _rows(url: str) -> list[dict[str, Any]]:
             return [dict(r._mapping) for r in conn.execute(select(requests))]
     finally:
         engine.dispose()
-
-
-def _flush(client: Any) -> None:
-    services = client.app.state.services
-    client.portal.call(services.gate.flush)
-    client.portal.call(services.ledger.flush)
 
 
 @pytest.fixture
@@ -102,7 +97,7 @@ def test_a_failure_after_the_reservation_is_recorded_and_settled(
                 json=body,
                 headers={**bearer(key), "X-Step-Kind": "classify"},
             )
-            _flush(client)
+            settle(client)
             assert r.status_code == 500, r.text
             assert r.json()["error"]["code"] == "gateway_internal"
             assert "Traceback" not in r.text and "WRONGTYPE" not in r.text
@@ -133,7 +128,7 @@ def test_foreign_data_under_one_key_fails_only_that_key(
         with app_client(policy, tmp_path, redis_url=REDIS_URL) as client:
             r = client.post("/v1/chat/completions", json=_body(), headers=bearer(broken))
             fine = client.post("/v1/chat/completions", json=_body(), headers=bearer(other))
-            _flush(client)
+            settle(client)
         assert r.status_code == 500 and r.json()["error"]["code"] == "gateway_internal"
         assert fine.status_code == 200, fine.text
         rows = {row["request_id"]: row for row in _rows(url)}
