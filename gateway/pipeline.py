@@ -197,8 +197,11 @@ class Pipeline:
         if esc is None:
             return "accept"
         answered_by = trace.final_backend or ""
+        connector = trace.gen.backends[answered_by][1]
+        fast = connector.backend_type == "dllm"
+        checks = answer_checks(esc.checks, fast=fast)
         second = None
-        if "agreement" in esc.checks:
+        if "agreement" in checks:
             try:
                 _, second = await trace.gen.dispatcher.complete(
                     request, (answered_by,), deadline, trace.attempts, role="sample"
@@ -206,9 +209,13 @@ class Pipeline:
             except ProviderError:
                 second = None  # agreement cannot run; the verdict rests on the other checks
         verdict = await self.judge(
-            request, completion, kind=trace.profile.kind, checks=esc.checks, second=second
+            request, completion, kind=trace.profile.kind, checks=checks, second=second
         )
         action = decide_disposition(verdict, esc, trace.profile.kind)
+        if not fast and not verdict.hard_failure:
+            # A strong (AR) backend's answer, e.g. the fallback during a dLLM outage: it is
+            # what escalation would reach, so only a failed validator holds it back.
+            action = "accept"
         if action == "escalate" and answered_by == esc.to:
             action = "flag"  # the answer already came from the stronger backend
         trace.confidence = verdict.score
@@ -508,6 +515,14 @@ async def _no_chunks() -> AsyncIterator[Chunk]:
 
 
 _EMPTY: AsyncIterator[Chunk] = _no_chunks()
+
+
+def answer_checks(checks: Sequence[str], *, fast: bool) -> tuple[str, ...]:
+    """The route's checks that apply to an answer: token confidence and second samples judge
+    the fast (dLLM) tier only; structural validators apply to every answer on the route."""
+    if fast:
+        return tuple(checks)
+    return tuple(c for c in checks if c not in ("token_confidence", "agreement"))
 
 
 def _deadline(trace: _Trace) -> Deadline:

@@ -1,7 +1,9 @@
 """Router.decide: (policy, profile, requested model, team, metadata) -> RouteDecision. Pure.
 
 `model: "auto"` routes by first match over the policy's routes (then `default_route`);
-a route name pins that route; a pinned alias goes straight to its backend with no fallbacks.
+a route name pins that route; a pinned alias goes straight to its backend with no fallbacks,
+its answers checked like those of the first route on that backend with an escalation block
+(unless the alias says `checks: none`).
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ def decide(
         route = policy.route(model)
         if route is not None:
             return _decision(route, "route-name")
-        backend = policy.aliases.get(model)
-        if backend is not None:
-            return RouteDecision(f"alias:{model}", backend, (), None, "alias")
+        alias = policy.aliases.get(model)
+        if alias is not None:
+            escalation = policy.alias_escalation(alias)
+            return RouteDecision(f"alias:{model}", alias.backend, (), escalation, "alias")
         raise UnknownModel(
             f"model {model!r} is not a route or alias of this gateway; use 'auto' to let the "
             f"router decide, or one of: {', '.join(model_names(policy))}",

@@ -42,7 +42,7 @@ request_timeout_s: 60
 aliases:
   gpt-4.1-mini: ar-openai
   claude-haiku: ar-anthropic
-  dllm-direct: dllm
+  dllm-direct: {{backend: dllm, checks: none}}
 routes:
   - name: fast
     match: {{kind: [classify, extract, format, lookup]}}

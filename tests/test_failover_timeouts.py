@@ -8,11 +8,12 @@ Two dLLM-type backends on the fake OpenAI-wire servers keep litellm out of the t
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from tests.app_client import running_app
-from tests.fakes.upstream import FakeUpstream, hang, persistent, slow_first_token
+from tests.fakes.upstream import FakeUpstream, hang, ok, persistent, slow_first_token, stall
 
 POLICY = """
 version: 1
@@ -22,7 +23,8 @@ backends:
     engine: vllm
     base_url: {primary}
     model: test-diffusion
-    timeouts: {{connect_s: 1, request_s: {request_s}, first_token_s: {request_s}}}
+    timeouts:
+      {{connect_s: 1, request_s: {request_s}, first_token_s: {first_token}, stall_s: {stall}}}
     pricing: {{input_per_mtok_usd: "0.05", output_per_mtok_usd: "0.20"}}
   backup:
     type: dllm
@@ -45,6 +47,8 @@ BODY = {"model": "auto", "messages": [{"role": "user", "content": "Tag: billing 
 
 def _policy(tmp_path: Path, primary: FakeUpstream, backup: FakeUpstream, **values: Any) -> Path:
     fields = {"request_s": 1.5, "retry": "", "deadline": 60, **values}
+    fields.setdefault("first_token", fields["request_s"])
+    fields.setdefault("stall", fields["request_s"])
     path = tmp_path / "policy.yaml"
     path.write_text(POLICY.format(primary=primary.openai_base, backup=backup.openai_base, **fields))
     return path
@@ -114,3 +118,37 @@ def test_a_slow_first_token_hands_over_within_the_deadline(
         assert r.status_code == 200, r.text
         assert r.headers["x-stepgate-backend"] == "backup"
         assert "billing" in r.text
+
+
+def test_a_stalled_stream_ends_after_stall_s_not_request_s(
+    tmp_path: Path, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
+) -> None:
+    # The primary sends its role chunk and two tokens, then goes silent for 30 s with the
+    # connection open. With stall_s: 1 the gateway gives up after one silent second (an in-band
+    # error, since bytes were relayed); before, the silence was bounded only by request_s (30 s).
+    fake_dllm.script([stall(3, 30, ok("one two three four"))])
+    policy = _policy(tmp_path, fake_dllm, fake_openai, request_s=30, deadline=40, stall=1)
+    with running_app(policy, tmp_path) as client:
+        started = time.monotonic()
+        r = client.post("/v1/chat/completions", json={**BODY, "stream": True})
+        waited = time.monotonic() - started
+        assert r.status_code == 200
+        assert "stalled" in r.text  # the in-band error names the cause
+        assert "four" not in r.text
+        assert waited < 20  # well before the fake's 30 s silence ends
+        attempts = _attempts(client, r.headers["x-request-id"])
+    assert attempts[0][0] == "primary" and attempts[0][1] == "error"
+
+
+def test_first_token_s_is_separate_from_the_header_wait(
+    tmp_path: Path, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
+) -> None:
+    # Headers come at once, the first event after 3 s: first_token_s: 1 hands over to the backup
+    # although request_s (30 s) would wait.
+    fake_dllm.script([persistent(slow_first_token(3))])
+    fake_openai.set_reply(content="billing")
+    policy = _policy(tmp_path, fake_dllm, fake_openai, request_s=30, deadline=40, first_token=1)
+    with running_app(policy, tmp_path) as client:
+        r = client.post("/v1/chat/completions", json={**BODY, "stream": True})
+        assert r.status_code == 200, r.text
+        assert r.headers["x-stepgate-backend"] == "backup"

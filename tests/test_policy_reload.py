@@ -56,7 +56,7 @@ def version_b(a: str) -> str:
     assert FAST_ON_DLLM in a
     text = a.replace(FAST_ON_DLLM, FAST_ON_B)
     start, end = text.index("  dllm:\n"), text.index("  dllm-b:\n")
-    return (text[:start] + text[end:]).replace("  dllm-direct: dllm\n", "")
+    return (text[:start] + text[end:]).replace("  dllm-direct: {backend: dllm, checks: none}\n", "")
 
 
 def invalid(b: str) -> str:

@@ -105,19 +105,20 @@ class OpenAIWire:
         closed before any finish_reason is a `ProviderUnavailable`."""
         data = orjson.dumps(body)
         name = self.backend
-        first_token_s = self._timeouts.first_token_s
+        timeouts = self._timeouts
         loop = asyncio.get_running_loop()
+        first = True
         try:
             async with asyncio.timeout(deadline.remaining()) as scope:
-                if first_token_s is not None:
-                    scope.reschedule(loop.time() + deadline.cap(first_token_s))
+                # Sending to the first event: `first_token_s` (headers included).
+                scope.reschedule(loop.time() + deadline.cap(timeouts.first_token))
                 response = await self._pool.post(data, headers)
                 try:
                     if response.status != 200:
                         raw = await response.read()
                         raise self._status_error(response.status, raw, response.headers, headers)
+                    response.gap_s = timeouts.first_token
                     finished = False
-                    first = True
                     async for line in _lines(response):
                         if not line.startswith(b"data:"):
                             continue
@@ -126,8 +127,11 @@ class OpenAIWire:
                             return
                         chunk = self._parse(payload, headers)
                         if first:
+                            # From here each silence may last `stall_s`, the whole stream
+                            # until the request deadline.
                             first = False
                             scope.reschedule(loop.time() + deadline.remaining())
+                            response.gap_s = timeouts.stall
                         finished = finished or chunk.finish_reason is not None
                         yield chunk
                     if not finished:
@@ -137,8 +141,14 @@ class OpenAIWire:
                 finally:
                     response.close()
         except TimeoutError as exc:
+            what = "sent no first chunk in time" if first else "stream reached the request deadline"
+            raise ProviderTimeout(f"{name} {what}", backend=name) from exc
+        except UpstreamTimeout as exc:
+            if first:
+                raise self._transport_error(exc, headers) from exc
             raise ProviderTimeout(
-                f"{name} stream timed out (first token or request deadline)", backend=name
+                f"{name} stream stalled: no data for {timeouts.stall:g} s (timeouts.stall_s)",
+                backend=name,
             ) from exc
         except UpstreamError as exc:
             raise self._transport_error(exc, headers) from exc

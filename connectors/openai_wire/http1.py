@@ -167,6 +167,7 @@ class Response:
         self._conn: _Connection | None = conn
         self.status = conn.status
         self.headers: Mapping[str, str] = conn.headers
+        self.gap_s = pool.read_timeout_s
         encoding = conn.headers.get("content-encoding", "").strip().lower()
         self._decoder = (
             zlib.decompressobj(16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else 0)
@@ -179,7 +180,9 @@ class Response:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (decoded), in pieces of any size."""
+        """The body as it arrives (decoded), in pieces of any size. Each wait for more bytes is
+        bounded by `gap_s` (the pool's read timeout unless set; a caller may change it between
+        pieces, e.g. a stream's stall timeout once its first event has arrived)."""
         conn = self._conn
         if conn is None:
             raise UpstreamError("the response body was already consumed")
@@ -191,7 +194,7 @@ class Response:
                 raise conn.error
             if conn.complete:
                 break
-            await conn.wait(self._pool.read_timeout_s)
+            await conn.wait(self.gap_s)
         if self._decoder is not None:
             tail = self._decoder.flush()
             if tail:

@@ -11,7 +11,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from gateway.classify.profile import StepKind
 from gateway.policy.limits_models import CachePolicy, LimitsPolicy
@@ -37,10 +37,25 @@ def _env_name(value: str | None) -> str | None:
 
 
 class Timeouts(Strict):
+    """How long to wait for a backend, per phase (every wait also ends at the request deadline).
+
+    `request_s` bounds the wait for the answer's headers and, without streaming, for the whole
+    answer. For a stream, `first_token_s` bounds the wait from sending to the first chunk, and
+    `stall_s` the silence allowed between two chunks after it; either falls back to `request_s`
+    when not given."""
+
     connect_s: float = Field(default=5.0, gt=0)
     request_s: float = Field(default=60.0, gt=0)
-    # Longest wait for the first streamed token before trying the next candidate.
     first_token_s: float | None = Field(default=None, gt=0)
+    stall_s: float | None = Field(default=None, gt=0)
+
+    @property
+    def first_token(self) -> float:
+        return self.first_token_s if self.first_token_s is not None else self.request_s
+
+    @property
+    def stall(self) -> float:
+        return self.stall_s if self.stall_s is not None else self.request_s
 
 
 class Pricing(Strict):
@@ -213,6 +228,15 @@ class Route(Strict):
         return self.match is None or self.match.is_catch_all()
 
 
+class Alias(Strict):
+    """A model name that pins one backend. `checks: route` (the default) checks its answers
+    like the first route that targets the backend and has an `escalation` block; `checks: none`
+    serves them unchecked, which the policy must say explicitly for a fast (dLLM) backend."""
+
+    backend: str
+    checks: Literal["route", "none"] = "route"
+
+
 class Retry(Strict):
     max_attempts: int = Field(default=2, ge=1, le=10)  # per backend, first try included
     backoff_base_ms: int = Field(default=100, ge=0)
@@ -226,6 +250,29 @@ class Retry(Strict):
     min_fallback_s: float = Field(default=5.0, ge=0)
 
 
+class CircuitBreaker(Strict):
+    """Per-backend circuit breaker: skip a backend that keeps failing, probe it to come back.
+
+    It opens after `failures` failed calls in a row, or when at least `min_calls` calls in the
+    last `window_s` seconds failed at `error_rate` or more; after `cooldown_s` it is half-open and
+    lets `probes` calls through at a time; one success closes it, a failure opens it again."""
+
+    enabled: bool = True
+    failures: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    window_s: float = Field(default=30.0, gt=0)
+    min_calls: int = Field(default=20, ge=1)
+    cooldown_s: float = Field(default=10.0, gt=0)
+    probes: int = Field(default=1, ge=1)
+
+
+def _alias_form(value: Any) -> Any:
+    return {"backend": value} if isinstance(value, str) else value
+
+
+AliasEntry = Annotated[Alias, BeforeValidator(_alias_form, json_schema_input_type=str | Alias)]
+
+
 class Policy(Strict):
     version: Literal[1] = 1
     backends: dict[str, Backend] = Field(min_length=1)
@@ -233,8 +280,10 @@ class Policy(Strict):
     routes: list[Route] = Field(min_length=1)
     default_route: str
     # Model names a caller may send that pin a backend directly (no routing).
-    aliases: dict[str, str] = Field(default_factory=dict)
+    # The short form `name: backend` is `{backend: name, checks: route}`.
+    aliases: dict[str, AliasEntry] = Field(default_factory=dict)
     retry: Retry = Retry()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
     request_timeout_s: float = Field(default=60.0, gt=0)
     limits: LimitsPolicy = LimitsPolicy()
     cache: CachePolicy = CachePolicy()
@@ -243,6 +292,15 @@ class Policy(Strict):
         for route in self.routes:
             if route.name == name:
                 return route
+        return None
+
+    def alias_escalation(self, alias: Alias) -> Escalation | None:
+        """The checks an alias's answers get: the first checked route on its backend's."""
+        if alias.checks == "none":
+            return None
+        for route in self.routes:
+            if route.target == alias.backend and route.escalation is not None:
+                return route.escalation
         return None
 
 
@@ -300,8 +358,23 @@ def cross_check(policy: Policy) -> list[Problem]:
         problems.append(
             (("default_route",), f"unknown route {policy.default_route!r};{hint} routes: {names}")
         )
-    for alias, target in policy.aliases.items():
+    for alias, pinned in policy.aliases.items():
+        target = pinned.backend
         backend_ref(("aliases", alias), target, f"aliases.{alias}")
+        if (
+            isinstance(policy.backends.get(target), DllmBackend)
+            and policy.alias_escalation(pinned) is None
+            and pinned.checks != "none"
+        ):
+            problems.append(
+                (
+                    ("aliases", alias),
+                    f"alias {alias!r} pins the dLLM backend {target!r}, but no route targeting "
+                    "it has an `escalation` block whose checks its answers could get: add one, "
+                    f"or serve them unchecked explicitly with `{alias}: "
+                    f"{{backend: {target}, checks: none}}`",
+                )
+            )
         if policy.route(alias) is not None or alias == "auto":
             problems.append(
                 (("aliases", alias), f"alias {alias!r} shadows a route name or 'auto'; rename it")

@@ -50,6 +50,9 @@ none; when the FIFO is empty the default reply answers):
   non-stream: send headers and half of the body, then close;
 * ``malformed_chunk(after_chunks=N, reply=None)`` -- after N events send ``data: {not json``
   and then the rest of the stream as usual; non-stream: a 200 whose body is not JSON;
+* ``stall(after_chunks=N, seconds, reply=None)`` -- stream: the first N events, then silence
+  for ``seconds`` with the connection open, then the rest of the stream; non-stream: a normal
+  reply;
 * ``no_done(reply=None)`` -- the full stream, finish_reason and usage included, but no
   ``data: [DONE]`` (Anthropic: no message_stop); non-stream: a normal reply;
 * ``persistent(behaviour)`` -- stays at the head of the FIFO and answers every request until
@@ -111,6 +114,7 @@ __all__ = [
     "Reply",
     "Reset",
     "SlowFirstToken",
+    "Stall",
     "Status",
     "StreamErrorEcho",
     "cut_stream",
@@ -122,6 +126,7 @@ __all__ = [
     "persistent",
     "reset",
     "slow_first_token",
+    "stall",
     "status",
     "stream_error_echo",
 ]
@@ -229,6 +234,13 @@ class MalformedChunk:
 
 
 @dataclass(frozen=True)
+class Stall:
+    after_chunks: int
+    seconds: float
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
 class NoDone:
     reply: Reply | None = None
 
@@ -257,6 +269,7 @@ Behaviour = (
     | SlowFirstToken
     | CutStream
     | MalformedChunk
+    | Stall
     | NoDone
     | Persistent
     | EchoAuth
@@ -337,6 +350,12 @@ def cut_stream(after_chunks: int, reply: Reply | None = None) -> CutStream:
 
 def malformed_chunk(after_chunks: int, reply: Reply | None = None) -> MalformedChunk:
     return MalformedChunk(after_chunks, reply)
+
+
+def stall(after_chunks: int, seconds: float, reply: Reply | None = None) -> Stall:
+    """A stream that sends N events, goes silent for ``seconds`` (connection open), then
+    sends the rest."""
+    return Stall(after_chunks, seconds, reply)
 
 
 def no_done(reply: Reply | None = None) -> NoDone:
@@ -1114,6 +1133,8 @@ class FakeUpstream:
                 if isinstance(behaviour, StreamErrorEcho) and sent >= behaviour.after_chunks:
                     await error_event(completion)
                     return
+                if isinstance(behaviour, Stall) and sent == behaviour.after_chunks:
+                    await asyncio.sleep(behaviour.seconds)
                 if self.chunk_delay_s and sent:
                     await asyncio.sleep(self.chunk_delay_s)
                 writer.write(frame(data))

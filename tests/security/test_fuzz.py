@@ -82,7 +82,7 @@ request_timeout_s: 8
 aliases:
   gpt-4.1-mini: ar-openai
   claude-haiku: ar-anthropic
-  dllm-direct: dllm
+  dllm-direct: {{backend: dllm, checks: none}}
 routes:
   - name: checked
     match: {{kind: [extract, format]}}

@@ -72,7 +72,7 @@ baseline: ar-native
 retry: {{max_attempts: 1, backoff_base_ms: 1, backoff_max_ms: 5, max_retry_after_s: 1}}
 request_timeout_s: 30
 aliases:
-  dllm-direct: dllm
+  dllm-direct: {{backend: dllm, checks: none}}
   gpt-native: ar-native
   gpt-litellm: ar-litellm
   claude-haiku: ar-anthropic
