@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,10 +26,16 @@ from gateway.core.errors import (
     StepgateError,
     render,
 )
+from gateway.drain import InFlight
 from gateway.services import Services
 from gateway.settings import Settings
 
 log = logging.getLogger("stepgate.app")
+
+# How long the shutdown waits for requests cut at the drain deadline to settle (answer sent,
+# record queued) before it closes the ledger: they need a loop turn or two, unless a client
+# reads its last bytes very slowly.
+_SETTLE_S = 5.0
 
 
 def _error_response(request: Request, error: StepgateError) -> Response:
@@ -72,18 +79,24 @@ class Gateway(Starlette):
 
     The chat endpoint renders its own errors (gateway.api.openai.ChatCompletions), so the
     middleware stack has nothing to add there; every other path goes through it as usual.
+    Chat requests run under `in_flight`, which answers them if the drain deadline cuts them.
     """
+
+    def __init__(self, *, in_flight: InFlight, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in _CHAT_PATHS:
             scope["app"] = self
-            await openai.chat_completions(scope, receive, send)
+            await self.in_flight(openai.chat_completions, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     """`services` may be prebuilt (the CLI builds them first so a bad policy fails fast)."""
+    in_flight = InFlight(drain_s=settings.drain_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -102,6 +115,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         try:
             yield
         finally:
+            # uvicorn starts this shutdown once in-flight requests have ended, or right after
+            # cancelling those that outlived STEPGATE_DRAIN_S: let those settle first.
+            await in_flight.settled(_SETTLE_S)
             await app.state.sessions.aclose()
             await built.aclose()
 
@@ -117,6 +133,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         *dashboard_routes,
     ]
     app = Gateway(
+        in_flight=in_flight,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={

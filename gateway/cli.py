@@ -61,6 +61,7 @@ def serve(
         raise typer.Exit(2)
     if workers > 1:
         _fresh_multiproc_dir()
+    _exit_cleanly_on_sigterm()
     uvicorn.run(
         "gateway.app:app_from_env",
         factory=True,
@@ -76,7 +77,27 @@ def serve(
         loop="auto",
         http=_http_protocol(_connection_limits(settings, loaded)),
         timeout_keep_alive=settings.keepalive_s,
+        # On SIGTERM/SIGINT uvicorn stops accepting, lets in-flight requests run this long,
+        # then cancels the rest (gateway.drain answers them) and runs the lifespan shutdown,
+        # which flushes the ledger and the spans; each worker does the same with --workers.
+        timeout_graceful_shutdown=settings.drain_s,
     )
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Exit 0 after a drained SIGTERM.
+
+    uvicorn handles SIGTERM itself while it serves; after its graceful shutdown it restores
+    the handler it found and raises the signal again, so with the default handler a process
+    that drained cleanly would still die of the signal (exit status -15). Before uvicorn takes
+    over, this ends start-up the same way.
+    """
+    import signal
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def _connection_limits(settings: Settings, policy: Policy) -> ConnectionLimits:

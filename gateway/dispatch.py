@@ -10,6 +10,12 @@ dispatch at once; any other error moves on to the next candidate. Every call is 
 the caller's `attempts` list.
 For streams the candidates are tried until one yields its first chunk; after that the
 backend is fixed and a failure is the caller's `StreamInterrupted`.
+
+With circuit breakers (`gateway.health.Breakers`), a backend whose breaker is open is skipped
+without a call (an attempt with outcome "skipped" and a `CircuitOpen` error, costing nothing);
+every call's result is reported to its breaker: success, a failure that says the backend is
+unhealthy (unreachable, 5xx, malformed, timed out, credentials refused), or no verdict (the
+request was rejected, rate limited, or cancelled).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from connectors.base import Connector
 from gateway.core.deadline import Deadline
 from gateway.core.errors import (
     AllBackendsFailed,
+    CircuitOpen,
+    ProviderAuthError,
     ProviderError,
     ProviderRejected,
     ProviderTimeout,
@@ -32,7 +40,11 @@ from gateway.core.errors import (
 )
 from gateway.core.records import AttemptRole, Outcome
 from gateway.core.types import ChatRequest, Chunk, Completion, Usage
+from gateway.health.breaker import Breakers
 from gateway.policy.models import Retry
+
+# Errors that say the backend itself is unhealthy: they count against its circuit breaker.
+_UNHEALTHY = (ProviderUnavailable, ProviderTimeout, ProviderAuthError)
 
 
 @dataclass(slots=True)
@@ -75,9 +87,11 @@ class Dispatcher:
         *,
         sleep: Sleep = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        breakers: Breakers | None = None,
     ) -> None:
         self.connectors = connectors
         self.retry = retry
+        self.breakers = breakers
         self._sleep = sleep
         self._jitter = jitter
 
@@ -177,6 +191,7 @@ class Dispatcher:
     ) -> tuple[Connector, T]:
         """The one retry/fallback loop: candidates in order, retries per the policy."""
         errors: list[ProviderError] = []
+        breakers = self.breakers
         for index, name in enumerate(candidates):
             connector = self.connectors[name]
             tries = 0
@@ -186,23 +201,41 @@ class Dispatcher:
                     raise AllBackendsFailed(errors)
                 attempt = self._start(name, role or self._role(index, tries), connector)
                 attempts.append(attempt)
+                if breakers is not None and not breakers.allow(name):
+                    skipped = CircuitOpen(
+                        f"{name} skipped: its circuit breaker is open", backend=name
+                    )
+                    attempt.finish(error=skipped, outcome="skipped")
+                    errors.append(skipped)
+                    break
                 tries += 1
                 own = self._share(deadline, later=len(candidates) - index - 1)
                 try:
-                    return connector, await call(connector, attempt, own)
+                    result = await call(connector, attempt, own)
                 except ProviderError as exc:
                     exc.backend = exc.backend or name
                     attempt.finish(error=exc)
                     errors.append(exc)
+                    if breakers is not None and isinstance(exc, _UNHEALTHY):
+                        breakers.failure(name)
+                    elif breakers is not None:
+                        breakers.release(name)
                     if isinstance(exc, ProviderRejected):
                         raise
                     wait = self._wait_before_retry(exc, tries, deadline)
                     if wait is None:
                         break
                     await self._sleep(wait)
-                except asyncio.CancelledError:
-                    attempt.finish(outcome="cancelled")
+                    continue
+                except BaseException as exc:
+                    if isinstance(exc, asyncio.CancelledError):
+                        attempt.finish(outcome="cancelled")
+                    if breakers is not None:
+                        breakers.release(name)
                     raise
+                if breakers is not None:
+                    breakers.success(name)
+                return connector, result
         raise AllBackendsFailed(errors)
 
     def _share(self, deadline: Deadline, *, later: int) -> Deadline:

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.classify.classifier import Classifier
+from gateway.health.breaker import Breakers
+from gateway.health.shared import SharedBreakers
 from gateway.ledger.recorder import LedgerRecorder
 from gateway.ledger.writer import Ledger, LedgerOptions
 from gateway.limits.gate import Gate, GateOptions
 from gateway.limits.idempotency import Idempotency
 from gateway.pipeline import Pipeline, Recorder
 from gateway.policy.holder import Generation, PolicyHolder
+from gateway.policy.models import CircuitBreaker
 from gateway.settings import Settings
 from gateway.telemetry.logs import configure_logging
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recorder import TelemetryRecorder
 from gateway.telemetry.tracing import Tracer
 from gateway.wiring import ConnectorFactory
+
+log = logging.getLogger("stepgate.health")
 
 
 @dataclass
@@ -34,6 +41,8 @@ class Services:
     gate: Gate
     telemetry: TelemetryRecorder
     idempotency: Idempotency
+    breakers: Breakers
+    shared_breakers: SharedBreakers | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -46,14 +55,22 @@ class Services:
             metrics.set_label_limits(routes=_route_labels(gen), backends=list(gen.backends))
             metrics.policy_generation(gen.number)
 
+        def swapped_and_up(gen: Generation) -> None:
+            swapped(gen)
+            for name in gen.backends:
+                metrics.set_backend_health(name, breakers.state(name) != "open")
+
         factory = ConnectorFactory()
+        # Breakers outlive policy generations: a reload keeps what is known about each backend.
+        breakers = Breakers(CircuitBreaker(), on_transition=_log_transition(metrics))
         holder = PolicyHolder(
             settings.policy,
             factory,
-            on_swap=swapped,
+            on_swap=swapped_and_up,
             on_reject=lambda _problems: metrics.policy_reload_failed(),
+            breakers=breakers,
         )
-        swapped(holder.load_initial())
+        swapped_and_up(holder.load_initial())
         ledger = await Ledger.open(
             database_url=settings.database_url,
             spool_dir=settings.spool_dir,
@@ -84,9 +101,22 @@ class Services:
             idempotency=Idempotency(
                 gate.store, prefix=gate.options.key_prefix, ttl_s=settings.idempotency_ttl_s
             ),
+            breakers=breakers,
+            shared_breakers=(
+                SharedBreakers(
+                    breakers,
+                    settings.redis_url,
+                    prefix=gate.options.key_prefix,
+                    on_error=lambda: metrics.store_error("circuit", "local"),
+                )
+                if settings.redis_url
+                else None
+            ),
         )
 
     async def start(self) -> None:
+        if self.shared_breakers is not None:
+            await self.shared_breakers.start()
         if self.settings.policy_poll_s > 0:
             self._tasks.append(asyncio.create_task(self.holder.watch(self.settings.policy_poll_s)))
         policy = self.holder.current.policy
@@ -100,6 +130,8 @@ class Services:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.shared_breakers is not None:
+            await self.shared_breakers.aclose()
         await self.holder.aclose()
         self.pipeline.judge.aclose()
         await self.idempotency.flush()
@@ -111,10 +143,16 @@ class Services:
 
     async def readiness(self) -> dict[str, Any]:
         gen = self.holder.current
-        backends = {
-            name: {"type": c.backend_type, "ready": c.ready}
-            for name, (_, c) in gen.backends.items()
-        }
+        circuits = self.breakers.snapshot()
+        backends = {}
+        for name, (_, c) in gen.backends.items():
+            circuit = circuits.get(name, {"state": "closed"})
+            backends[name] = {
+                "type": c.backend_type,
+                # Ready: warmed up and not cut off by an open circuit breaker.
+                "ready": c.ready and circuit["state"] != "open",
+                "circuit": circuit,
+            }
         database = await self.ledger.ping()
         self.metrics.set_spool_depth(self.ledger.spool_depth)
         return {
@@ -127,6 +165,20 @@ class Services:
             "policy_errors": self.holder.last_errors,
             "backends": backends,
         }
+
+
+def _log_transition(metrics: Metrics) -> Callable[[str, str, str], None]:
+    def on_transition(backend: str, old: str, new: str) -> None:
+        metrics.circuit_transition(backend, old, new)
+        level = logging.WARNING if new == "open" else logging.INFO
+        log.log(
+            level,
+            "circuit %s",
+            new,
+            extra={"fields": {"backend": backend, "from": old, "to": new}},
+        )
+
+    return on_transition
 
 
 def _route_labels(gen: Generation) -> list[str]:

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # Open connections per client IP per worker process (0: no per-client cap; behind a
     # reverse proxy every client has the proxy's address, so raise it or set 0 there).
     max_connections_per_client: int = Field(default=256, ge=0, le=1_000_000)
+    # Seconds a SIGTERM (or Ctrl+C) lets in-flight requests and streams run on while no new
+    # connection is accepted; what is still running then is cut with an answer (0: at once).
+    # Under the orchestrator's kill timeout, with room for the cut and the flush: Kubernetes
+    # sends SIGKILL 30 s after SIGTERM by default.
+    drain_s: int = Field(default=25, ge=0, le=3600)
 
     @field_validator("admin_key")
     @classmethod

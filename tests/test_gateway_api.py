@@ -141,7 +141,11 @@ def test_health_and_ready(client: Any) -> None:
     assert ready.status_code == 200
     report = ready.json()
     assert report["ready"] is True
-    assert report["backends"]["dllm"] == {"type": "dllm", "ready": True}
+    assert report["backends"]["dllm"] == {
+        "type": "dllm",
+        "ready": True,
+        "circuit": {"state": "closed"},
+    }
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@
     │   ├── ProviderAuthError       the gateway's credentials were refused (no retry) -> 502
     │   ├── ProviderRateLimited     429 upstream (retry, honour Retry-After)
     │   ├── ProviderUnavailable     5xx, connection reset, malformed reply (retry) -> 502/503
+    │   │   └── CircuitOpen         skipped: the backend's circuit breaker is open -> 503
     │   ├── ProviderTimeout         deadline or read timeout (retry while time is left) -> 504
     │   └── StreamInterrupted       the stream broke after bytes reached the client (no retry)
     └── GatewayError                our own bug; rendered as 500 without internals
@@ -205,6 +206,13 @@ class ProviderUnavailable(ProviderError):
     error_class = "provider_unavailable"
 
 
+class CircuitOpen(ProviderUnavailable):
+    """The backend's circuit breaker is open: it was skipped without a call."""
+
+    status = 503
+    error_class = "provider_circuit_open"
+
+
 class ProviderTimeout(ProviderError):
     status = 504
     type = "timeout_error"
@@ -250,6 +258,8 @@ def _status_for(errors: list[ProviderError]) -> int:
     if any(isinstance(e, ProviderRejected) for e in errors):
         return 400
     if any(isinstance(e, ProviderUnavailable) and e.upstream_status == 503 for e in errors):
+        return 503
+    if any(isinstance(e, CircuitOpen) for e in errors):
         return 503
     return 502
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 AttemptRole = Literal["primary", "retry", "fallback", "escalation", "sample"]
-Outcome = Literal["ok", "error", "cancelled"]
+# "skipped": not called, its circuit breaker was open (no cost, no latency).
+Outcome = Literal["ok", "error", "cancelled", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)

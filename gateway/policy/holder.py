@@ -17,6 +17,7 @@ from pathlib import Path
 
 from connectors.base import Connector
 from gateway.dispatch import Dispatcher
+from gateway.health.breaker import Breakers
 from gateway.ledger.pricing import Pricebook
 from gateway.policy.loader import PolicyLoadError, load_policy
 from gateway.policy.models import Backend, Policy
@@ -45,8 +46,10 @@ class PolicyHolder:
         *,
         on_swap: Callable[[Generation], None] | None = None,
         on_reject: Callable[[list[str]], None] | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self.path = path
+        self.breakers = breakers
         self._factory = factory
         self._on_swap = on_swap
         self._on_reject = on_reject
@@ -138,11 +141,13 @@ class PolicyHolder:
     ) -> Generation:
         backends = self._factory.build(policy, previous)
         connectors = {name: c for name, (_, c) in backends.items()}
+        if self.breakers is not None:
+            self.breakers.configure(policy.circuit_breaker)
         return Generation(
             number=number,
             policy=policy,
             backends=backends,
-            dispatcher=Dispatcher(connectors, policy.retry),
+            dispatcher=Dispatcher(connectors, policy.retry, breakers=self.breakers),
             pricebook=Pricebook(policy, {name: c.price() for name, c in connectors.items()}),
         )
 

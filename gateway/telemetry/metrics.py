@@ -318,6 +318,11 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemostrecent",
         )
+        self.circuit_transitions = counter(
+            "stepgate_circuit_transitions",
+            "Circuit breaker transitions by backend and the state entered (open|half_open|closed)",
+            ("backend", "state"),
+        )
         self.policy_gen = Gauge(
             "stepgate_policy_generation",
             "Generation number of the policy in force (increments on each successful reload)",
@@ -447,6 +452,11 @@ class Metrics:
 
     def set_backend_health(self, backend: str, up: bool) -> None:
         self.backend_up.labels(self._backend(backend)).set(1.0 if up else 0.0)
+
+    def circuit_transition(self, backend: str, old: str, new: str) -> None:
+        label = self._backend(backend)
+        self.circuit_transitions.labels(label, new).inc()
+        self.backend_up.labels(label).set(0.0 if new == "open" else 1.0)
 
     def policy_generation(self, n: int) -> None:
         self.policy_gen.set(float(n))
