@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 
 from gateway.core.errors import (
+    ContextLengthExceeded,
     ProviderAuthError,
     ProviderError,
     ProviderRateLimited,
@@ -107,12 +108,30 @@ def error_for_status(
     if status in (408, 504):
         return ProviderTimeout(text, **kwargs)  # type: ignore[arg-type]
     if 400 <= status < 500:
+        if status == 413 or is_context_length(code, message):
+            return ContextLengthExceeded(text, **kwargs)  # type: ignore[arg-type]
         return ProviderRejected(text, **kwargs)  # type: ignore[arg-type]
     return ProviderUnavailable(
         text,
         retry_after_s=retry_after_seconds(retry_after),
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+# How providers say "too long": OpenAI's code, and the words of OpenAI, vLLM, SGLang, Anthropic,
+# Gemini, Mistral and Ollama messages.
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+_CONTEXT_WORDS = re.compile(
+    r"context.length|context.window|maximum context|prompt is too long|too many tokens|"
+    r"input is too long|exceeds? the (?:model'?s )?(?:maximum|max|context)|"
+    r"maximum (?:input|prompt) (?:length|tokens)",
+    re.IGNORECASE,
+)
+
+
+def is_context_length(code: str | None, message: str) -> bool:
+    """True when an upstream's 4xx says the request is longer than its context window."""
+    return (code or "").lower() in _CONTEXT_CODES or bool(_CONTEXT_WORDS.search(message))
 
 
 def _relayable_code(code: str | None, secrets: tuple[str, ...]) -> str | None:

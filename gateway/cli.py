@@ -229,6 +229,10 @@ def policy_explain(
         "backend": decision.target,
         "backend_type": backend.type,
         "fallbacks": list(decision.fallbacks),
+        "context_fallbacks": list(decision.context_fallbacks),
+        # Candidates in the order they would be called (context windows applied).
+        "candidates": list(decision.candidates),
+        "too_small_for_step": list(decision.too_small),
         "routes": [
             {"route": name, "matched": False, "why_not": why} for name, why in decision.skipped
         ]

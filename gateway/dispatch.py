@@ -6,7 +6,9 @@ a timeout moves on to the next candidate at once unless `retry.on_timeout: retry
 candidate but the last gets the request deadline less a slice kept for every later one
 (`retry.min_fallback_s`, at most half the time left per candidate), so a hanging primary
 cannot spend the fallbacks' time. A `ProviderRejected` error (the request itself is bad) ends
-dispatch at once; any other error moves on to the next candidate. Every call is appended to
+dispatch at once, except `ContextLengthExceeded`, which hands the step to the route's context
+fallbacks (the rest of the ordinary candidates are skipped: the step is too long for them as
+far as anyone knows); any other error moves on to the next candidate. Every call is appended to
 the caller's `attempts` list.
 For streams the candidates are tried until one yields its first chunk; after that the
 backend is fixed and a failure is the caller's `StreamInterrupted`.
@@ -32,6 +34,7 @@ from gateway.core.deadline import Deadline
 from gateway.core.errors import (
     AllBackendsFailed,
     CircuitOpen,
+    ContextLengthExceeded,
     ProviderAuthError,
     ProviderError,
     ProviderRejected,
@@ -60,6 +63,7 @@ class Attempt:
     outcome: Outcome = "ok"
     error: ProviderError | None = None
     model: str = ""
+    backoff_s: float = 0.0  # the wait after this call before the next one (not overhead)
 
     def finish(
         self,
@@ -129,6 +133,7 @@ class Dispatcher:
         attempts: list[Attempt],
         *,
         role: AttemptRole | None = None,
+        context: tuple[str, ...] = (),
     ) -> tuple[Connector, Completion]:
         async def call(connector: Connector, attempt: Attempt, own: Deadline) -> Completion:
             completion = await connector.complete(request, own)
@@ -136,7 +141,7 @@ class Dispatcher:
             attempt.finish(usage=completion.usage)
             return completion
 
-        return await self._each_candidate(candidates, deadline, attempts, role, call)
+        return await self._each_candidate(candidates, deadline, attempts, role, call, context)
 
     async def open_stream(
         self,
@@ -146,6 +151,7 @@ class Dispatcher:
         attempts: list[Attempt],
         *,
         role: AttemptRole | None = None,
+        context: tuple[str, ...] = (),
     ) -> tuple[Connector, Attempt, Chunk, AsyncIterator[Chunk]]:
         """Try candidates until one yields a first chunk; return it with the live iterator.
 
@@ -177,7 +183,7 @@ class Dispatcher:
             return attempt, first, stream
 
         connector, (attempt, first, stream) = await self._each_candidate(
-            candidates, deadline, attempts, role, call
+            candidates, deadline, attempts, role, call, context
         )
         return connector, attempt, first, stream
 
@@ -188,11 +194,16 @@ class Dispatcher:
         attempts: list[Attempt],
         role: AttemptRole | None,
         call: Callable[[Connector, Attempt, Deadline], Awaitable[T]],
+        context: tuple[str, ...] = (),
     ) -> tuple[Connector, T]:
         """The one retry/fallback loop: candidates in order, retries per the policy."""
         errors: list[ProviderError] = []
         breakers = self.breakers
-        for index, name in enumerate(candidates):
+        order = list(candidates)
+        index = -1
+        while index + 1 < len(order):
+            index += 1
+            name = order[index]
             connector = self.connectors[name]
             tries = 0
             while True:
@@ -209,7 +220,7 @@ class Dispatcher:
                     errors.append(skipped)
                     break
                 tries += 1
-                own = self._share(deadline, later=len(candidates) - index - 1)
+                own = self._share(deadline, later=len(order) - index - 1)
                 try:
                     result = await call(connector, attempt, own)
                 except ProviderError as exc:
@@ -220,11 +231,17 @@ class Dispatcher:
                         breakers.failure(name)
                     elif breakers is not None:
                         breakers.release(name)
+                    if isinstance(exc, ContextLengthExceeded) and context:
+                        tried = set(order[: index + 1])
+                        order[index + 1 :] = [c for c in context if c not in tried]
+                        context = ()
+                        break
                     if isinstance(exc, ProviderRejected):
                         raise
                     wait = self._wait_before_retry(exc, tries, deadline)
                     if wait is None:
                         break
+                    attempt.backoff_s = wait
                     await self._sleep(wait)
                     continue
                 except BaseException as exc:

@@ -163,7 +163,11 @@ class Pipeline:
                 record, publish = self._finish_later(trace)
                 return ChatOutcome(trace.cached.completion, self._headers(trace, record), publish)
             connector, completion = await dispatcher.complete(
-                request, trace.decision.candidates, deadline, trace.attempts
+                request,
+                trace.decision.candidates,
+                deadline,
+                trace.attempts,
+                context=trace.decision.context_fallbacks,
             )
             trace.final_backend = connector.name
             if await self._assess(trace, request, completion, deadline) == "escalate":
@@ -251,12 +255,20 @@ class Pipeline:
             await self._admit(trace, request)
             if esc is None:
                 connector, attempt, first, rest = await dispatcher.open_stream(
-                    request, trace.decision.candidates, deadline, trace.attempts
+                    request,
+                    trace.decision.candidates,
+                    deadline,
+                    trace.attempts,
+                    context=trace.decision.context_fallbacks,
                 )
             else:
                 # A checked route: buffer (complete) and check the cheap answer before any byte.
                 connector, cheap = await dispatcher.complete(
-                    request, trace.decision.candidates, deadline, trace.attempts
+                    request,
+                    trace.decision.candidates,
+                    deadline,
+                    trace.attempts,
+                    context=trace.decision.context_fallbacks,
                 )
                 trace.final_backend = connector.name
                 action = await self._assess(trace, request, cheap, deadline)
@@ -328,8 +340,7 @@ class Pipeline:
     ) -> AsyncIterator[Chunk]:
         """Pass chunks through; settle the attempt however the stream ends."""
         usage: Usage | None = None
-        content_chunks = 0
-        chars = 0
+        tokens = 0  # generated tokens received: logprob entries, else one per content chunk
         status, error, cancelled = 200, None, False
         try:
             chunk: Chunk | None = first
@@ -338,9 +349,10 @@ class Pipeline:
                     usage = chunk.usage
                 if chunk.finish_reason:
                     trace.finish_reason = chunk.finish_reason
-                if chunk.content or chunk.tool_calls:
-                    content_chunks += 1
-                    chars += len(chunk.content or "")
+                if chunk.logprobs:
+                    tokens += len(chunk.logprobs)
+                elif chunk.content or chunk.tool_calls:
+                    tokens += 1
                 yield chunk
                 try:
                     chunk = await anext(rest)
@@ -360,11 +372,10 @@ class Pipeline:
             if aclose is not None:
                 await aclose()
             if usage is None:
-                # Cut or abandoned before the upstream's usage chunk: bill what was generated.
-                generated = max(content_chunks, chars // 4)
-                usage = Usage(
-                    prompt_tokens=trace.profile.prompt_tokens, completion_tokens=generated
-                )
+                # Cut or abandoned before the upstream's usage chunk: bill the tokens received
+                # (an upstream streams one token per content chunk, or says how many in its
+                # logprobs), and the prompt as estimated.
+                usage = Usage(prompt_tokens=trace.profile.prompt_tokens, completion_tokens=tokens)
             attempt.finish(usage=usage, error=error, outcome="cancelled" if cancelled else None)
             outcome.record = self._finish(
                 trace, status=499 if cancelled else status, error=error, cancelled=cancelled
@@ -561,8 +572,9 @@ def _answering_attempt(attempts: Sequence[Attempt]) -> int | None:
 
 
 def _overhead_ms(total_ms: float, attempts: Sequence[Attempt]) -> float:
-    """Time spent in the gateway: total minus time waiting on upstream calls."""
+    """Time spent in the gateway: total minus time waiting on upstream calls and the backoff
+    between them."""
     upstream = 0.0
     for a in attempts:
-        upstream += a.latency_s if a.latency_s else time.monotonic() - a.started
+        upstream += (a.latency_s if a.latency_s else time.monotonic() - a.started) + a.backoff_s
     return max(0.0, total_ms - upstream * 1000)

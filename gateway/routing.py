@@ -28,10 +28,20 @@ class RouteDecision:
     via: str
     # For every route considered before the chosen one: why it did not match.
     skipped: tuple[tuple[str, str], ...] = ()
+    # Taken over from the candidates when the step is too long for them.
+    context_fallbacks: tuple[str, ...] = ()
+    # Candidates passed over before any call: the step's estimate exceeds their context window.
+    too_small: tuple[str, ...] = ()
 
     @property
     def candidates(self) -> tuple[str, ...]:
-        return (self.target, *self.fallbacks)
+        """Target and fallbacks that can take the step, else the context fallbacks that can."""
+        if not self.too_small:
+            return (self.target, *self.fallbacks)
+        route = (self.target, *self.fallbacks)
+        fit = tuple(c for c in route if c not in self.too_small)
+        larger = tuple(c for c in self.context_fallbacks if c not in self.too_small)
+        return fit or larger or route  # nothing fits by the estimate: let the backends say
 
 
 def decide(
@@ -45,7 +55,7 @@ def decide(
     if model != AUTO:
         route = policy.route(model)
         if route is not None:
-            return _decision(route, "route-name")
+            return _decision(policy, profile, route, "route-name")
         alias = policy.aliases.get(model)
         if alias is not None:
             escalation = policy.alias_escalation(alias)
@@ -59,11 +69,11 @@ def decide(
     for route in policy.routes:
         why_not = mismatch(route.match, profile, team=team, metadata=metadata or {})
         if why_not is None:
-            return _decision(route, "match", tuple(skipped))
+            return _decision(policy, profile, route, "match", tuple(skipped))
         skipped.append((route.name, why_not))
     default = policy.route(policy.default_route)
     assert default is not None  # cross_check guarantees it
-    return _decision(default, "default", tuple(skipped))
+    return _decision(policy, profile, default, "default", tuple(skipped))
 
 
 def model_names(policy: Policy) -> list[str]:
@@ -71,10 +81,33 @@ def model_names(policy: Policy) -> list[str]:
     return [AUTO, *(r.name for r in policy.routes), *policy.aliases]
 
 
-def _decision(route: Route, via: str, skipped: tuple[tuple[str, str], ...] = ()) -> RouteDecision:
+def _decision(
+    policy: Policy,
+    profile: StepProfile,
+    route: Route,
+    via: str,
+    skipped: tuple[tuple[str, str], ...] = (),
+) -> RouteDecision:
+    too_small: tuple[str, ...] = ()
+    if route.context_fallbacks:
+        need = profile.prompt_tokens  # the estimate; room for the answer is not guessed
+        names = (route.target, *route.fallbacks, *route.context_fallbacks)
+        too_small = tuple(n for n in names if need > (_window(policy, n) or need))
     return RouteDecision(
-        route.name, route.target, tuple(route.fallbacks), route.escalation, via, skipped
+        route.name,
+        route.target,
+        tuple(route.fallbacks),
+        route.escalation,
+        via,
+        skipped,
+        tuple(route.context_fallbacks),
+        too_small,
     )
+
+
+def _window(policy: Policy, backend: str) -> int | None:
+    config = policy.backends.get(backend)
+    return config.context_window if config is not None else None
 
 
 def mismatch(

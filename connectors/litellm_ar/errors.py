@@ -11,6 +11,7 @@ from typing import Any
 
 from connectors.http_status import error_for_status, relayable, retry_after_seconds
 from gateway.core.errors import (
+    ContextLengthExceeded,
     ProviderAuthError,
     ProviderError,
     ProviderRateLimited,
@@ -21,7 +22,7 @@ from gateway.core.errors import (
 
 _BY_NAME: dict[str, type[ProviderError]] = {
     "RateLimitError": ProviderRateLimited,
-    "ContextWindowExceededError": ProviderRejected,
+    "ContextWindowExceededError": ContextLengthExceeded,
     "ContentPolicyViolationError": ProviderRejected,
     "BadRequestError": ProviderRejected,
     "UnprocessableEntityError": ProviderRejected,

@@ -1,5 +1,5 @@
 """GET /v1/spend/summary, /v1/spend/timeseries and /v1/spend/escalations: the ledger's figures
-as JSON (admin key).
+as JSON (admin key); GET /v1/spend/health: the live policy's backends and their circuit breakers.
 
 Thin handlers: check the admin key, parse the query string, run one query from
 `gateway.ledger.queries` in a worker thread, render. The figures are those of `stepgate costs`.
@@ -7,6 +7,7 @@ Thin handlers: check the admin key, parse the query string, run one query from
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 import orjson
@@ -18,9 +19,11 @@ from starlette.routing import Route
 
 from gateway.api.admin_auth import require_admin
 from gateway.core.errors import BadRequest, GatewayError
+from gateway.health.breaker import Breakers
 from gateway.ledger import queries
 from gateway.ledger.tables import GRAINS
 from gateway.ledger.writer import Ledger
+from gateway.policy.holder import Generation
 
 COMMON = ("since", "until", "range", "team", "route", "kind", "backend", "group_by")
 SUMMARY_PARAMS = frozenset(COMMON)
@@ -119,8 +122,58 @@ async def spend_escalations(request: Request) -> Response:
     return await _run(request, queries.escalations, **_parse(request, ESCALATION_PARAMS))
 
 
+def backend_health(
+    gen: Generation, circuits: dict[str, dict[str, Any]], *, now: float
+) -> dict[str, Any]:
+    """The body of /v1/spend/health: every backend of `gen`'s policy, in policy order, with its
+    breaker from `circuits` (a `Breakers.snapshot()`; a backend missing from it never had a
+    call, so it is closed with empty counts). Times are unix seconds; `now` is this server's
+    clock, for reading `retry_at` without trusting the browser's."""
+    config = gen.policy.circuit_breaker
+    backends = []
+    for name, (_, connector) in gen.backends.items():
+        circuit = circuits.get(name, {})
+        state = circuit.get("state", "closed")
+        backends.append(
+            {
+                "name": name,
+                "type": connector.backend_type,
+                # As /readyz has it: warmed up and not cut off by an open breaker.
+                "ready": connector.ready and state != "open",
+                "state": state,
+                "window_failures": circuit.get("window_failures", 0),
+                "window_calls": circuit.get("window_calls", 0),
+                "consecutive_failures": circuit.get("consecutive_failures", 0),
+                "probes_in_flight": circuit.get("probes_in_flight", 0),
+                "opened_at": circuit.get("opened_at"),
+                "retry_at": circuit.get("retry_at"),
+            }
+        )
+    return {
+        "now": now,
+        "policy_generation": gen.number,
+        "circuit_breaker": config.model_dump(),
+        "backends": backends,
+    }
+
+
+async def spend_health(request: Request) -> Response:
+    """Backend health for the dashboard, as this worker's breakers see it (with Redis, replicas
+    share their states). Unlike /readyz it is always admin-only and never pings the database."""
+    await require_admin(request)
+    if request.query_params:
+        raise BadRequest("/v1/spend/health takes no query parameters",
+                         param=next(iter(request.query_params)))  # fmt: skip
+    services = request.app.state.services
+    breakers: Breakers = services.breakers
+    body = backend_health(services.holder.current, breakers.snapshot(), now=time.time())
+    return Response(orjson.dumps(body), media_type="application/json",
+                    headers={"cache-control": "no-store"})  # fmt: skip
+
+
 spend_routes: list[Route] = [
     Route("/v1/spend/summary", spend_summary, methods=["GET"]),
     Route("/v1/spend/timeseries", spend_timeseries, methods=["GET"]),
     Route("/v1/spend/escalations", spend_escalations, methods=["GET"]),
+    Route("/v1/spend/health", spend_health, methods=["GET"]),
 ]

@@ -15,7 +15,8 @@
     │   └── RateLimited             429 (+ Retry-After)
     ├── PolicyError                 the policy file is wrong (load time, or no route for a step)
     ├── ProviderError               an upstream backend failed
-    │   ├── ProviderRejected        400-class: context length, content filter, bad params (no retry)
+    │   ├── ProviderRejected        400-class: content filter, bad params (no retry)
+    │   │   └── ContextLengthExceeded   the step is too long for it: `context_fallbacks` take over
     │   ├── ProviderAuthError       the gateway's credentials were refused (no retry) -> 502
     │   ├── ProviderRateLimited     429 upstream (retry, honour Retry-After)
     │   ├── ProviderUnavailable     5xx, connection reset, malformed reply (retry) -> 502/503
@@ -183,6 +184,13 @@ class ProviderRejected(ProviderError):
     type = "invalid_request_error"
     error_class = "provider_rejected"
     retryable = False
+
+
+class ContextLengthExceeded(ProviderRejected):
+    """The step does not fit the backend's context window: not retried there; a route's
+    `context_fallbacks` (larger-context backends) take over."""
+
+    error_class = "provider_context_length"
 
 
 class ProviderAuthError(ProviderError):

@@ -99,6 +99,9 @@ class DllmBackend(Strict):
     model: str = Field(min_length=1)
     api_key_env: str | None = None
     _api_key_env = field_validator("api_key_env")(_env_name)
+    # Tokens the model takes (prompt and answer); when the step's estimate exceeds it, the
+    # backend is passed over for the route's `context_fallbacks` before any call.
+    context_window: int | None = Field(default=None, ge=1)
     timeouts: Timeouts = Timeouts()
     diffusion: DiffusionKnobs | None = None
     # Ask the engine for per-token logprobs (ignored by engines that return none).
@@ -115,6 +118,9 @@ class LitellmBackend(Strict):
     api_key_env: str | None = None
     _api_key_env = field_validator("api_key_env")(_env_name)
     base_url: str | None = None
+    # Tokens the model takes (prompt and answer); when the step's estimate exceeds it, the
+    # backend is passed over for the route's `context_fallbacks` before any call.
+    context_window: int | None = Field(default=None, ge=1)
     timeouts: Timeouts = Timeouts()
     # Overrides litellm's cost map for this backend.
     pricing: Pricing | None = None
@@ -222,6 +228,9 @@ class Route(Strict):
     match: Match | None = None
     target: str
     fallbacks: list[str] = Field(default_factory=list)
+    # Larger-context backends, in order, for a step the candidates above report too long
+    # (`context_length_exceeded`) or whose token estimate exceeds their `context_window`.
+    context_fallbacks: list[str] = Field(default_factory=list)
     escalation: Escalation | None = None
 
     def is_catch_all(self) -> bool:
@@ -350,6 +359,8 @@ def cross_check(policy: Policy) -> list[Problem]:
                 problems.append(
                     ((*base, "fallbacks", j), f"fallback {fb!r} is the route's own target")
                 )
+        for j, fb in enumerate(route.context_fallbacks):
+            backend_ref((*base, "context_fallbacks", j), fb, f"routes[{i}].context_fallbacks[{j}]")
         if route.escalation is not None and route.escalation.to is not None:
             backend_ref((*base, "escalation", "to"), route.escalation.to, "escalation.to")
     if policy.route(policy.default_route) is None:
