@@ -22,6 +22,8 @@ class Capabilities:
     tools: bool = True
     json_schema: bool = True
     logprobs: bool = False
+    # Continues a final assistant message (prefill) instead of answering after it.
+    prefill: bool = False
 
 
 class Connector(Protocol):

@@ -21,7 +21,13 @@ from gateway.confidence import Disposition
 from gateway.confidence import decide as decide_disposition
 from gateway.confidence.offloop import Judge
 from gateway.core.deadline import Deadline
-from gateway.core.errors import GatewayError, ProviderError, StepgateError, StreamInterrupted
+from gateway.core.errors import (
+    AllBackendsFailed,
+    GatewayError,
+    ProviderError,
+    StepgateError,
+    StreamInterrupted,
+)
 from gateway.core.money import format_usd
 from gateway.core.records import AttemptRecord, RequestRecord
 from gateway.core.types import ChatRequest, Chunk, Completion, Usage
@@ -30,6 +36,7 @@ from gateway.limits import cache
 from gateway.limits.gate import NOTHING, Gate, Reservation
 from gateway.limits.keys import Principal
 from gateway.policy.holder import Generation, PolicyHolder
+from gateway.recovery import Seam, tokens_in
 from gateway.routing import RouteDecision, decide
 
 log = logging.getLogger("stepgate.pipeline")
@@ -104,6 +111,39 @@ class StreamOutcome:
     chunks: AsyncIterator[Chunk]
     # Set when the stream has ended (however it ended): the request's ledger record.
     record: RequestRecord | None = None
+
+
+class _Leg:
+    """One backend's part of a relayed stream: its attempt, its chunks, what it generated."""
+
+    def __init__(self, attempt: Attempt, rest: AsyncIterator[Chunk]) -> None:
+        self.attempt = attempt
+        self.rest = rest
+        self.usage: Usage | None = None
+        self.tokens = 0
+        self._settled = False
+
+    def account(self, chunk: Chunk) -> None:
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        self.tokens += tokens_in(chunk)
+
+    async def settle(
+        self, trace: _Trace, *, error: ProviderError | None, cancelled: bool = False
+    ) -> None:
+        """Close the upstream stream and finish the attempt (once). Cut or abandoned before
+        the upstream's usage chunk, it is billed the tokens received and the prompt as
+        estimated."""
+        if self._settled:
+            return
+        self._settled = True
+        aclose = getattr(self.rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        usage = self.usage or Usage(
+            prompt_tokens=trace.profile.prompt_tokens, completion_tokens=self.tokens
+        )
+        self.attempt.finish(usage=usage, error=error, outcome="cancelled" if cancelled else None)
 
 
 class Pipeline:
@@ -253,7 +293,9 @@ class Pipeline:
         esc = trace.decision.escalation
         try:
             await self._admit(trace, request)
-            if esc is None:
+            if esc is None and trace.decision.stream_recovery == "restart":
+                connector, attempt, head, rest = await self._open_buffered(trace, request, deadline)
+            elif esc is None:
                 connector, attempt, first, rest = await dispatcher.open_stream(
                     request,
                     trace.decision.candidates,
@@ -261,6 +303,7 @@ class Pipeline:
                     trace.attempts,
                     context=trace.decision.context_fallbacks,
                 )
+                head = [first]
             else:
                 # A checked route: buffer (complete) and check the cheap answer before any byte.
                 connector, cheap = await dispatcher.complete(
@@ -278,6 +321,7 @@ class Pipeline:
                 if opened is None:
                     return self._replay_outcome(trace, cheap)
                 connector, attempt, first, rest = opened
+                head = [first]
         except StepgateError as exc:
             self._finish(trace, status=exc.status, error=exc)
             raise
@@ -289,7 +333,7 @@ class Pipeline:
         trace.final_backend = connector.name
         trace.ttft_ms = (time.monotonic() - ctx.received) * 1000
         outcome = StreamOutcome(self._headers(trace, None), _EMPTY)
-        outcome.chunks = self._relay(trace, attempt, first, rest, outcome)
+        outcome.chunks = self._relay(trace, request, deadline, attempt, head, rest, outcome)
         return outcome
 
     async def _escalate_stream(
@@ -333,53 +377,139 @@ class Pipeline:
     async def _relay(
         self,
         trace: _Trace,
+        request: ChatRequest,
+        deadline: Deadline,
         attempt: Attempt,
-        first: Chunk,
+        head: list[Chunk],
         rest: AsyncIterator[Chunk],
         outcome: StreamOutcome,
     ) -> AsyncIterator[Chunk]:
-        """Pass chunks through; settle the attempt however the stream ends."""
-        usage: Usage | None = None
-        tokens = 0  # generated tokens received: logprob entries, else one per content chunk
+        """Pass chunks through; settle each attempt however its stream ends. With
+        `stream_recovery: continue`, a stream that fails after content was sent is continued
+        by the next candidate in the same client stream (`gateway.recovery`)."""
         status, error, cancelled = 200, None, False
+        sent: list[str] = []  # content relayed to the caller
+        relayed = 0  # and its tokens
+        tools_sent = False
+        live = _Leg(attempt, rest)
+        seam: Seam | None = None
         try:
-            chunk: Chunk | None = first
-            while chunk is not None:
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                if chunk.finish_reason:
-                    trace.finish_reason = chunk.finish_reason
-                if chunk.logprobs:
-                    tokens += len(chunk.logprobs)
-                elif chunk.content or chunk.tool_calls:
-                    tokens += 1
-                yield chunk
+            pending: list[Chunk] = list(head)
+            while True:
                 try:
-                    chunk = await anext(rest)
-                except StopAsyncIteration:
-                    chunk = None
-        except ProviderError as exc:
-            error = StreamInterrupted(
-                f"{attempt.backend} failed mid-stream: {exc.message}", backend=attempt.backend
-            )
-            status = error.status
-            raise error from exc
+                    while True:
+                        if not pending:
+                            try:
+                                pending = [await anext(live.rest)]
+                            except StopAsyncIteration:
+                                break
+                        chunk = pending.pop(0)
+                        live.account(chunk)
+                        out = seam.feed(chunk) if seam is not None else [chunk]
+                        for piece in out:
+                            relayed += tokens_in(piece)
+                            if piece.finish_reason:
+                                trace.finish_reason = piece.finish_reason
+                            if piece.content:
+                                sent.append(piece.content)
+                            tools_sent = tools_sent or bool(piece.tool_calls)
+                            yield piece
+                    for piece in seam.flush() if seam is not None else ():
+                        if piece.finish_reason:
+                            trace.finish_reason = piece.finish_reason
+                        sent.append(piece.content or "")
+                        yield piece
+                    break
+                except ProviderError as exc:
+                    failed = live.attempt.backend
+                    cut = StreamInterrupted(
+                        f"{failed} failed mid-stream: {exc.message}", backend=failed
+                    )
+                    if trace.decision.stream_recovery != "continue" or tools_sent:
+                        raise cut from exc
+                    await live.settle(trace, error=cut)
+                    resumed = await self._continue(trace, request, deadline, "".join(sent), relayed)
+                    if resumed is None:
+                        raise cut from exc
+                    live, first, dedupe = resumed
+                    trace.final_backend = live.attempt.backend
+                    seam = Seam("".join(sent), first=head[0], dedupe=dedupe)
+                    pending = [first]
+        except StreamInterrupted as exc:
+            error, status = exc, exc.status
+            raise
         except (asyncio.CancelledError, GeneratorExit):
             cancelled = True
             raise
         finally:
-            aclose = getattr(rest, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            if usage is None:
-                # Cut or abandoned before the upstream's usage chunk: bill the tokens received
-                # (an upstream streams one token per content chunk, or says how many in its
-                # logprobs), and the prompt as estimated.
-                usage = Usage(prompt_tokens=trace.profile.prompt_tokens, completion_tokens=tokens)
-            attempt.finish(usage=usage, error=error, outcome="cancelled" if cancelled else None)
+            await live.settle(trace, error=error, cancelled=cancelled)
             outcome.record = self._finish(
                 trace, status=499 if cancelled else status, error=error, cancelled=cancelled
             )
+
+    async def _continue(
+        self, trace: _Trace, request: ChatRequest, deadline: Deadline, text: str, tokens: int
+    ) -> tuple[_Leg, Chunk, bool] | None:
+        """Open a continuation of `text` on the next candidate that takes one: the candidates
+        after the one that failed, else that one again. Returns the new leg, its first chunk
+        and whether the seam must be checked for a repeat (no prefill)."""
+        candidates = trace.decision.candidates
+        failed = trace.final_backend or ""
+        after = candidates[candidates.index(failed) + 1 :] if failed in candidates else ()
+        for name in after or (failed,):
+            if deadline.expired():
+                return None
+            connector = trace.gen.connector(name)
+            prefill = connector.capabilities.prefill
+            follow = request.continued(text, prefill=prefill, sent_tokens=tokens)
+            try:
+                _, attempt, first, rest = await trace.gen.dispatcher.open_stream(
+                    follow, (name,), deadline, trace.attempts, role="continuation"
+                )
+            except ProviderError:
+                continue  # refused (e.g. no prefill) or down: the next one, else the error
+            return _Leg(attempt, rest), first, not prefill
+        return None
+
+    async def _open_buffered(
+        self, trace: _Trace, request: ChatRequest, deadline: Deadline
+    ) -> tuple[Connector, Attempt, list[Chunk], AsyncIterator[Chunk]]:
+        """`stream_recovery: restart`: read the first `stream_buffer_tokens` tokens before
+        any byte goes out; a failure inside them moves on to the next candidate unseen."""
+        decision = trace.decision
+        remaining = decision.candidates
+        errors: list[ProviderError] = []
+        while remaining:
+            connector, attempt, first, rest = await trace.gen.dispatcher.open_stream(
+                request,
+                remaining,
+                deadline,
+                trace.attempts,
+                context=decision.context_fallbacks,
+            )
+            leg = _Leg(attempt, rest)
+            head = [first]
+            leg.account(first)
+            try:
+                while leg.tokens < decision.stream_buffer_tokens and not first.finish_reason:
+                    try:
+                        chunk = await anext(rest)
+                    except StopAsyncIteration:
+                        break
+                    leg.account(chunk)
+                    head.append(chunk)
+                    if chunk.finish_reason:
+                        break
+            except ProviderError as exc:
+                await leg.settle(trace, error=exc)
+                errors.append(exc)
+                if connector.name in remaining:
+                    remaining = remaining[remaining.index(connector.name) + 1 :]
+                else:
+                    remaining = ()
+                continue
+            return connector, attempt, head, rest
+        raise AllBackendsFailed(errors)
 
     def _attempt_records(self, trace: _Trace) -> tuple[AttemptRecord, ...]:
         """Cost every attempt; the baseline is what the answer's usage would have cost on the

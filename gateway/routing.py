@@ -32,6 +32,8 @@ class RouteDecision:
     context_fallbacks: tuple[str, ...] = ()
     # Candidates passed over before any call: the step's estimate exceeds their context window.
     too_small: tuple[str, ...] = ()
+    stream_recovery: str = "none"
+    stream_buffer_tokens: int = 0
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -102,6 +104,8 @@ def _decision(
         skipped,
         tuple(route.context_fallbacks),
         too_small,
+        route.stream_recovery,
+        route.stream_buffer_tokens,
     )
 
 

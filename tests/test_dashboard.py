@@ -1,5 +1,6 @@
 """The cost dashboard: sign-in, assets, its JSON reads (SQLite and PostgreSQL) and, in headless
-Chromium against a real `stepgate serve`, KPIs equal to the ledger, charts drawn, filters, CSV."""
+Chromium against a real `stepgate serve`, KPIs equal to the ledger, charts drawn, filters, CSV,
+and the backend health panel over the circuit breakers (issue 15, item 2)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from gateway.ledger.store import write_batch
 from gateway.settings import Settings
 from tests.app_client import running_app
 from tests.e2e_server import serve
-from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream import FakeUpstream, persistent, status
 from tests.test_dashboard_browser import CHROMIUM, Page, chromium
 from tests.test_ledger_support import attempt, record, temp_postgres
 
@@ -237,6 +238,110 @@ def test_top_keys_and_filter_choices_match_the_records(
     assert meta["routes"] == ["fast", "deep"] and meta["teams"] == ["billing", "support"]
 
 
+# ---- backend health: /v1/spend/health over the circuit breakers --------------------------------
+
+# A dLLM backend and a dLLM fallback (no litellm import: a gateway start stays fast). The
+# fallback's name is markup, which the panel must show as text.
+HEALTH_POLICY = """
+version: 1
+backends:
+  dllm:
+    type: dllm
+    engine: vllm
+    base_url: {dllm}
+    model: test-diffusion
+    timeouts: {{connect_s: 1, request_s: 5}}
+    pricing: {{input_per_mtok_usd: "0.05", output_per_mtok_usd: "0.20"}}
+  '{backup}':
+    type: dllm
+    engine: openai
+    base_url: {openai}
+    model: test-backup
+    timeouts: {{connect_s: 1, request_s: 5}}
+    pricing: {{input_per_mtok_usd: "0.40", output_per_mtok_usd: "1.60"}}
+baseline: '{backup}'
+retry: {{max_attempts: 2, backoff_base_ms: 1, backoff_max_ms: 2}}
+circuit_breaker: {{failures: 3, cooldown_s: {cooldown}}}
+routes:
+  - name: fast
+    target: dllm
+    fallbacks: ['{backup}']
+default_route: fast
+"""
+CHAT = {"model": "auto", "messages": [{"role": "user", "content": "billing or shipping?"}]}
+MARKUP_BACKUP = "backup<img src=x onerror=window.__pwned=1>"
+NONE = "\u2013"  # the panel's en dash for "no value"
+
+
+def _health_policy(
+    tmp_path: Path,
+    fake_dllm: FakeUpstream,
+    fake_openai: FakeUpstream,
+    *,
+    backup: str = "backup",
+    cooldown: float = 60,
+) -> Path:
+    path = tmp_path / "health-policy.yaml"
+    path.write_text(HEALTH_POLICY.format(dllm=fake_dllm.openai_base, openai=fake_openai.openai_base,
+                                         backup=backup, cooldown=cooldown))  # fmt: skip
+    return path
+
+
+def test_spend_health_reports_an_open_breaker_and_a_closed_fallback(
+    tmp_path: Path, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
+) -> None:
+    fake_dllm.script([persistent(status(503))])
+    fake_openai.set_reply("shipping")
+    policy = _health_policy(tmp_path, fake_dllm, fake_openai)
+    with running_app(policy, tmp_path, admin_key=ADMIN) as client:
+        denied = client.get("/v1/spend/health")
+        assert denied.status_code == 401
+        assert denied.json()["error"]["type"] == "authentication_error"
+        wrong = client.get("/v1/spend/health", headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+
+        bearer = {"authorization": f"Bearer {ADMIN}"}
+        before = client.get("/v1/spend/health", headers=bearer)
+        assert before.status_code == 200, before.text
+        assert before.headers["cache-control"] == "no-store"
+        body = before.json()
+        assert [b["name"] for b in body["backends"]] == ["dllm", "backup"]  # policy order
+        assert {b["state"] for b in body["backends"]} == {"closed"}
+        assert body["circuit_breaker"]["failures"] == 3
+        assert body["circuit_breaker"]["cooldown_s"] == 60
+
+        started = time.time()
+        for _ in range(4):
+            r = client.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 200, r.text
+            assert r.headers["x-stepgate-backend"] == "backup"
+        assert len(fake_dllm.requests) == 3  # opened after 3 failures, then skipped
+
+        body = client.get("/v1/spend/health", headers=bearer).json()
+        assert started - 1 <= body["now"] <= time.time() + 1
+        backends = {b["name"]: b for b in body["backends"]}
+        dllm, backup = backends["dllm"], backends["backup"]
+        assert dllm["type"] == "dllm" and dllm["state"] == "open" and dllm["ready"] is False
+        assert dllm["window_failures"] == 3 and dllm["window_calls"] == 3
+        assert dllm["consecutive_failures"] == 3
+        assert started - 1 <= dllm["opened_at"] <= body["now"]
+        assert dllm["retry_at"] == pytest.approx(dllm["opened_at"] + 60, abs=0.5)
+        assert dllm["retry_at"] > body["now"]
+        assert backup["state"] == "closed" and backup["ready"] is True
+        assert backup["window_failures"] == 0 and backup["window_calls"] == 4
+        assert backup["opened_at"] is None and backup["retry_at"] is None
+
+        # The dashboard's session cookie reaches it too (the cookie covers /v1/spend).
+        client.post("/dashboard/login", data={"key": ADMIN}, follow_redirects=False)
+        assert client.get("/v1/spend/health").json()["backends"][0]["state"] == "open"
+        bad = client.get("/v1/spend/health", params={"range": "7d"})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "range"
+
+
+def test_spend_health_is_disabled_without_an_admin_key(client: TestClient) -> None:
+    assert client.get("/v1/spend/health").status_code == 403
+
+
 # ---- the page in headless Chromium against `stepgate serve` ------------------------------------
 
 
@@ -311,6 +416,12 @@ def test_dashboard_in_chromium_empty_then_matching_the_ledger(
             assert page.evaluate("document.getElementById('content').hidden") is True
             assert page.evaluate("Object.keys(Chart.instances).length") == 0
             assert page.evaluate("document.getElementById('error').hidden") is True
+            # Backend health sits outside the spend figures: shown with an empty ledger too.
+            page.wait_for("document.getElementById('health').dataset.state === 'ready'")
+            assert page.evaluate("document.getElementById('health').hidden") is False
+            assert page.evaluate(
+                "[...document.querySelectorAll('#t-health .badge-text')].map(b => b.textContent)"
+            ) == ["up", "up", "up"]
             assert not page.exceptions, page.exceptions
             page.screenshot(tmp_path / "dashboard-empty.png")
 
@@ -431,3 +542,73 @@ def test_dashboard_in_chromium_empty_then_matching_the_ledger(
             page.wait_for("location.pathname === '/dashboard/login'")
             cookies = page.send("Network.getCookies", {"urls": [base + "/dashboard"]})["cookies"]
             assert not [c for c in cookies if c["name"] == "stepgate_admin"]
+
+
+# Each row's cells as a screen reader gets them: text, without the aria-hidden badge icons.
+HEALTH_ROWS = """
+Object.fromEntries([...document.querySelectorAll('#t-health tbody tr')].map(tr => [
+  tr.dataset.backend,
+  {state: tr.dataset.state, badge: tr.querySelector('.badge-text').textContent,
+   cells: [...tr.cells].map(td => {
+     const copy = td.cloneNode(true);
+     copy.querySelectorAll('[aria-hidden=true]').forEach(e => e.remove());
+     return copy.textContent.trim();
+   })},
+]))
+"""
+
+
+@needs_chromium
+def test_health_panel_in_chromium_shows_the_open_backend_then_its_recovery(
+    tmp_path: Path, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
+) -> None:
+    fake_dllm.script([persistent(status(503))])
+    fake_openai.set_reply("shipping")
+    policy = _health_policy(tmp_path, fake_dllm, fake_openai, backup=MARKUP_BACKUP, cooldown=2)
+    with serve(policy, tmp_path, env={"STEPGATE_ADMIN_KEY": ADMIN}) as base:
+        for _ in range(3):
+            r = httpx.post(base + "/v1/chat/completions", json=CHAT, timeout=20)
+            assert r.status_code == 200, r.text
+        assert len(fake_dllm.requests) == 3
+        health = _api(base, "/v1/spend/health")
+        assert [b["state"] for b in health["backends"]] == ["open", "closed"]
+
+        with chromium() as page:
+            _sign_in(page, base)
+            page.wait_for("document.getElementById('health').dataset.state === 'ready'")
+            rows = page.evaluate(HEALTH_ROWS)
+            assert set(rows) == {"dllm", MARKUP_BACKUP}
+            dllm, backup = rows["dllm"], rows[MARKUP_BACKUP]
+            # Backend | Type | State | Failures / calls | Open since | Next probe
+            assert dllm["state"] == "open" and dllm["badge"] == "open"
+            assert dllm["cells"][2] == "open" and dllm["cells"][3] == "3 / 3"
+            assert dllm["cells"][4].endswith("ago)") and dllm["cells"][5] != NONE
+            assert backup["state"] == "closed" and backup["badge"] == "up"
+            assert backup["cells"][0] == MARKUP_BACKUP and backup["cells"][3] == "0 / 3"
+            assert backup["cells"][4] == backup["cells"][5] == NONE
+            assert page.evaluate("document.querySelector('#t-health img') === null")
+            assert page.evaluate("window.__pwned") is None
+            assert page.evaluate("document.getElementById('health-summary').textContent") == (
+                "1 open of 2 backends"
+            )
+            assert page.evaluate("document.getElementById('health').dataset.worst") == "open"
+            # The backend recovers: after the cooldown one request probes it and closes the
+            # breaker; the panel sees it on its own (it polls while a breaker is not closed).
+            fake_dllm.reset_script()
+            fake_dllm.set_reply("billing")
+            time.sleep(2.1)
+            r = httpx.post(base + "/v1/chat/completions", json=CHAT, timeout=20)
+            assert r.headers["x-stepgate-backend"] == "dllm"
+            loads = int(page.evaluate("document.getElementById('health').dataset.loads"))
+            page.wait_for(
+                "document.querySelector('#t-health tr[data-backend=dllm] .badge-text')"
+                ".textContent === 'up'",
+                timeout_s=12,
+            )
+            assert int(page.evaluate("document.getElementById('health').dataset.loads")) > loads
+            assert page.evaluate("document.body.dataset.loads") == "1"  # no full reload
+            assert page.evaluate("document.getElementById('health-summary').textContent") == (
+                "All 2 backends up"
+            )
+            assert not page.exceptions, page.exceptions
+            page.screenshot(tmp_path / "dashboard-health.png")

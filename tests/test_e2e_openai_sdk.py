@@ -174,7 +174,7 @@ def test_client_leaving_mid_body_is_not_logged_as_a_gateway_error(
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"model\": "
+            b'Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"model": '
         )
         time.sleep(0.2)
     time.sleep(0.5)

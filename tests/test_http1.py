@@ -35,9 +35,7 @@ class Server:
         self.requests: list[bytes] = []
 
     async def __aenter__(self) -> Server:
-        self.server = await asyncio.start_server(
-            self._serve, "127.0.0.1", 0, ssl=self.ssl_context
-        )
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -137,7 +135,7 @@ def test_chunked_bodies_arrive_as_they_are_sent() -> None:
 
 def test_close_delimited_body_and_connection_close() -> None:
     async def until_close(body: bytes, writer: asyncio.StreamWriter, _: Server) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{\"a\": 1}")
+        writer.write(b'HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{"a": 1}')
         await writer.drain()
         return False  # closes: the end of the body
 
@@ -193,7 +191,7 @@ def test_a_cut_body_is_an_error_and_the_connection_is_not_reused() -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"partial")
+            writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"partial')
             await writer.drain()
             return False
         return await echo(body, writer, _)

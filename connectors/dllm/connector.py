@@ -25,7 +25,10 @@ class DllmConnector:
         self.name = name
         self.config = config
         self.model = config.model
-        self.capabilities = Capabilities(logprobs=translate.returns_logprobs(config))
+        self.capabilities = Capabilities(
+            logprobs=translate.returns_logprobs(config),
+            prefill=config.engine in translate.PREFILL_ENGINES,
+        )
         headers = {}
         if config.api_key_env and os.environ.get(config.api_key_env):
             headers["authorization"] = f"Bearer {os.environ[config.api_key_env]}"

@@ -18,6 +18,8 @@ from gateway.core.types import ChatRequest
 from gateway.policy.models import DllmBackend
 
 LOGPROB_ENGINES = frozenset({"vllm", "openai"})
+# Engines that continue a final assistant message when asked (`continue_final_message`).
+PREFILL_ENGINES = frozenset({"vllm", "sglang"})
 # What an OpenAI-compatible dLLM server takes from the caller: OpenAI's chat parameters and the
 # samplers vLLM and SGLang document; the diffusion knobs come from the policy only.
 DLLM_PARAMS = (params.OPENAI_CHAT_PARAMS | {"top_k", "min_p", "repetition_penalty"}) - {
@@ -36,6 +38,9 @@ def request_body(backend: DllmBackend, request: ChatRequest, *, stream: bool) ->
     body: dict[str, Any] = {k: v for k, v in request.passthrough().items() if k in DLLM_PARAMS}
     body["model"] = backend.model
     body["messages"] = request.wire_messages()
+    if request.prefill and backend.engine in PREFILL_ENGINES:
+        body["continue_final_message"] = True
+        body["add_generation_prompt"] = False
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

@@ -88,7 +88,11 @@ class LitellmConnector:
         self.name = name
         self.config = config
         self.model = config.model
-        self.capabilities = Capabilities(logprobs=config.model.startswith("openai/"))
+        self.capabilities = Capabilities(
+            logprobs=config.model.startswith("openai/"),
+            # Anthropic continues a final assistant message (its "prefill").
+            prefill=config.model.startswith("anthropic/"),
+        )
         self._price = price  # litellm's offline cost map; the policy may override it
         self._litellm = module
         self._resolved = False

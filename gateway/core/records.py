@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-AttemptRole = Literal["primary", "retry", "fallback", "escalation", "sample"]
+# "continuation": took over a stream cut mid-way and went on from the text already sent.
+AttemptRole = Literal["primary", "retry", "fallback", "escalation", "sample", "continuation"]
 # "skipped": not called, its circuit breaker was open (no cost, no latency).
 Outcome = Literal["ok", "error", "cancelled", "skipped"]
 

@@ -81,6 +81,9 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1, max_length=params.MAX_MESSAGES)
     # The body exactly as the caller sent it (set by `from_wire`): forwarded without a re-dump.
     _wire: dict[str, Any] | None = PrivateAttr(default=None)
+    # Set on a continuation built by the gateway: the last (assistant) message is to be
+    # continued, not answered (engines that support it; see `continued`).
+    _prefill: bool = PrivateAttr(default=False)
     stream: bool = False
     stream_options: StreamOptions | None = None
     tools: list[dict[str, Any]] | None = None
@@ -249,10 +252,38 @@ class ChatRequest(BaseModel):
             body[name] = getattr(self, name)  # the validated value (e.g. 1 -> 1.0 is fine)
         return body
 
+    @property
+    def prefill(self) -> bool:
+        return self._prefill
+
+    def continued(self, text: str, *, prefill: bool, sent_tokens: int) -> ChatRequest:
+        """This request, asking the model to go on from `text` (an answer cut mid-stream).
+
+        With `prefill` the answer so far is the final assistant message, to be continued by
+        the engine (vLLM/SGLang `continue_final_message`, Anthropic's prefill); without, it is
+        followed by an instruction to continue. `max_tokens` shrinks by what was sent."""
+        messages = [*self.wire_messages(), {"role": "assistant", "content": text}]
+        if not prefill:
+            messages.append({"role": "user", "content": CONTINUE_INSTRUCTION})
+        data = {**(self._wire or self.model_dump(exclude_none=True)), "messages": messages}
+        for name in ("max_tokens", "max_completion_tokens"):
+            if isinstance(data.get(name), int):
+                data[name] = max(1, data[name] - sent_tokens)
+        request = type(self).model_validate(data)
+        request._wire = data
+        request._prefill = prefill
+        return request
+
     def wire_messages(self) -> list[dict[str, Any]]:
         if self._wire is not None:
             return self._wire["messages"]  # type: ignore[no-any-return]
         return [m.model_dump(exclude_none=True) for m in self.messages]
+
+
+CONTINUE_INSTRUCTION = (
+    "Your previous message was cut off. Continue it from exactly where it stopped, "
+    "without repeating any of it and without any preamble."
+)
 
 
 def _image_url(part: dict[str, Any]) -> Any:

@@ -232,6 +232,12 @@ class Route(Strict):
     # (`context_length_exceeded`) or whose token estimate exceeds their `context_window`.
     context_fallbacks: list[str] = Field(default_factory=list)
     escalation: Escalation | None = None
+    # After the first byte of a stream: `none` ends a failed stream with an in-band error;
+    # `restart` holds back the first `stream_buffer_tokens` tokens, so a failure inside them
+    # is retried on the next candidate unseen; `continue` asks the next candidate to go on
+    # from the text already sent and splices its answer into the same stream.
+    stream_recovery: Literal["none", "restart", "continue"] = "none"
+    stream_buffer_tokens: int = Field(default=32, ge=1, le=4096)
 
     def is_catch_all(self) -> bool:
         return self.match is None or self.match.is_catch_all()

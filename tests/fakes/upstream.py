@@ -76,7 +76,8 @@ or ``with``; ``fake.port``; ``fake.models`` (list, editable); ``fake.last_reques
 ``fake.clear()`` (forget requests and usage totals); ``fake.reset_script()``; ``fake.reset_all()``
 (default reply, script, requests, usage, latencies: what the fixtures do before each test).
 ``RecordedRequest`` has ``method, path, query, headers`` (lower-case names), ``body`` (parsed JSON
-or None) and ``raw`` (bytes). For litellm's ``anthropic/`` provider pass ``api_base=fake.url``:
+or None), ``raw`` (bytes) and ``sent`` (the content tokens its stream actually wrote, in
+order). For litellm's ``anthropic/`` provider pass ``api_base=fake.url``:
 litellm appends ``/v1/messages``, so ``fake.openai_base`` would become ``/v1/v1/messages`` (404).
 
 All scripting methods are thread-safe: tests call them from the test thread while the server
@@ -395,6 +396,8 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case names
     body: Any  # parsed JSON, or None when the body is empty or not JSON
     raw: bytes = field(repr=False)
+    # The content tokens this request's stream actually wrote, in order (appended as sent).
+    sent: list[str] = field(default_factory=list, compare=False)
 
 
 @dataclass
@@ -1002,10 +1005,9 @@ class FakeUpstream:
             body = orjson.loads(req.body) if req.body else None
         except orjson.JSONDecodeError:
             body = None
+        recorded = RecordedRequest(req.method, path, query, dict(req.headers), body, req.body)
         with self._lock:
-            self._requests.append(
-                RecordedRequest(req.method, path, query, dict(req.headers), body, req.body)
-            )
+            self._requests.append(recorded)
         path = path.rstrip("/")
         if req.method == "GET" and path in ("/v1/models", "/models"):
             owner = "vllm" if self.dialect == "vllm" else "fake"
@@ -1023,7 +1025,16 @@ class FakeUpstream:
             await self._send(writer, 400, _error_body(400, anthropic))
             return
         behaviour, default, seq = self._next()
-        await self._answer(behaviour, default, seq, body, anthropic, writer, headers=req.headers)
+        await self._answer(
+            behaviour,
+            default,
+            seq,
+            body,
+            anthropic,
+            writer,
+            headers=req.headers,
+            sent=recorded.sent,
+        )
 
     async def _answer(
         self,
@@ -1035,6 +1046,7 @@ class FakeUpstream:
         writer: asyncio.StreamWriter,
         *,
         headers: dict[str, str] | None = None,
+        sent: list[str] | None = None,
     ) -> None:
         if isinstance(behaviour, EchoAuth | StreamErrorEcho) and not (
             isinstance(behaviour, StreamErrorEcho) and body.get("stream")
@@ -1073,7 +1085,9 @@ class FakeUpstream:
         if isinstance(behaviour, SlowFirstToken) and not body.get("stream"):
             await asyncio.sleep(behaviour.seconds)
         if body.get("stream"):
-            await self._stream(plan, behaviour, anthropic, writer, request_headers=headers)
+            await self._stream(
+                plan, behaviour, anthropic, writer, request_headers=headers, written=sent
+            )
             return
         doc = plan.anthropic_json() if anthropic else plan.openai_json()
         data = orjson.dumps(doc)
@@ -1098,6 +1112,7 @@ class FakeUpstream:
         writer: asyncio.StreamWriter,
         *,
         request_headers: dict[str, str] | None = None,
+        written: list[str] | None = None,
     ) -> None:
         headers = [
             ("content-type", "text/event-stream; charset=utf-8"),
@@ -1122,6 +1137,7 @@ class FakeUpstream:
 
         events = plan.anthropic_events() if anthropic else plan.openai_events()
         completion = 0
+        content_sent = 0  # content tokens come first among the counted events, in order
         try:
             for sent, (data, tokens) in enumerate(events):
                 if isinstance(behaviour, CutStream) and sent >= behaviour.after_chunks:
@@ -1140,6 +1156,9 @@ class FakeUpstream:
                 writer.write(frame(data))
                 await writer.drain()
                 completion += tokens
+                if tokens and written is not None and content_sent < len(plan.tokens):
+                    written.append(plan.tokens[content_sent])
+                    content_sent += 1
         except (ConnectionError, OSError):
             # The client went away mid-stream: it was sent what was generated so far.
             self._count(plan, completion)

@@ -75,6 +75,8 @@ BACKENDS = {
     "openai-litellm": ("gpt-4.1-mini", {"reasoning_effort": "low"}, {}),
     "anthropic-litellm": ("claude-haiku", {}, {}),
 }
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_every_control_key_is_refused_and_nothing_leaves(

@@ -1,5 +1,6 @@
-/* Stepgate cost dashboard: reads /v1/spend/* (rollups) and /dashboard/api/* (indexed raw reads)
- * and draws them with Chart.js. State lives in the URL query string so a view can be shared.
+/* Stepgate cost dashboard: reads /v1/spend/* (rollups, backend health) and /dashboard/api/*
+ * (indexed raw reads) and draws them with Chart.js. State lives in the URL query string so a
+ * view can be shared.
  * window.stepgateDashboard exposes the loaded data, the charts and the CSV for tests. */
 (function () {
   "use strict";
@@ -15,7 +16,7 @@
     range: "7d", since: "", until: "", team: "", route: "", kind: "", backend: "",
     escalatedOnly: false, cursors: [null], page: 0,
   };
-  const data = { meta: null, totals: null, recent: null };
+  const data = { meta: null, totals: null, recent: null, health: null };
   const charts = {};
   let loads = 0;
   let generation = 0;
@@ -382,6 +383,131 @@
     setTimeout(() => URL.revokeObjectURL(a.href), 1000);
   }
 
+  // ---- backend health ----------------------------------------------------------------------------
+  // Built with createElement/textContent only: backend names come from the policy file.
+  const HEALTH_POLL_MS = 5000; // while any breaker is not closed
+  const BADGES = {
+    closed: { text: "up", icon: "\u25CF", title: "Circuit closed: calls go through." },
+    half_open: { text: "half-open", icon: "\u25D0", title: "Cooldown over: the next call is a probe; its success closes the circuit, a failure opens it again." },
+    open: { text: "open", icon: "\u2715", title: "Circuit open: the backend is skipped (its fallbacks answer) until the next probe." },
+  };
+  let healthTimer = null;
+  let healthGeneration = 0;
+  let healthLoads = 0;
+
+  function node(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = text;
+    if (cls) e.className = cls;
+    return e;
+  }
+  function duration(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min " + two(s % 60) + " s";
+    return Math.floor(s / 3600) + " h " + two(Math.floor(s / 60) % 60) + " min";
+  }
+  const unixStamp = (seconds) => stamp(new Date(seconds * 1000).toISOString());
+
+  function badge(b) {
+    const kind = BADGES[b.state] || BADGES.open;
+    const el = node("span", null, "badge badge-" + (b.state === "closed" ? "up" : b.state));
+    el.title = kind.title;
+    const icon = node("span", kind.icon, "badge-icon");
+    icon.setAttribute("aria-hidden", "true");
+    el.append(icon, node("span", kind.text, "badge-text"));
+    return el;
+  }
+
+  function nextProbe(b, now) {
+    if (b.state === "open") {
+      if (b.retry_at === null || b.retry_at === undefined) return "–";
+      const wait = b.retry_at - now;
+      return wait > 0 ? "in " + duration(wait) + " (" + unixStamp(b.retry_at).slice(11) + ")" : "due: the next request probes it";
+    }
+    if (b.state === "half_open") return b.probes_in_flight ? "probing now" : "the next request probes it";
+    return "–";
+  }
+
+  function healthRow(b, h) {
+    const tr = node("tr");
+    tr.dataset.backend = b.name;
+    tr.dataset.state = b.state;
+    const name = node("td");
+    name.append(node("code", b.name));
+    const state = node("td", null, "nowrap");
+    state.append(badge(b));
+    if (!b.ready && b.state !== "open") {
+      const warm = node("span", "not ready", "muted small not-ready");
+      warm.title = "The connector is still warming up";
+      state.append(warm);
+    }
+    const counts = node("td", nf.format(b.window_failures) + " / " + nf.format(b.window_calls), "num");
+    counts.title = "in the last " + h.circuit_breaker.window_s + " s; " + b.consecutive_failures + " failed in a row";
+    const open = b.state !== "closed" && b.opened_at !== null && b.opened_at !== undefined;
+    const since = node("td", open ? unixStamp(b.opened_at) + " (" + duration(h.now - b.opened_at) + " ago)" : "–", "nowrap");
+    tr.append(name, node("td", b.type), state, counts, since, node("td", nextProbe(b, h.now), "nowrap"));
+    return tr;
+  }
+
+  function renderHealth(h) {
+    const body = document.querySelector("#t-health tbody");
+    if (!h.backends.length) {
+      const td = node("td", "The policy has no backends.");
+      td.colSpan = 6;
+      const tr = node("tr", null, "empty-row");
+      tr.append(td);
+      body.replaceChildren(tr);
+    } else {
+      body.replaceChildren(...h.backends.map((b) => healthRow(b, h)));
+    }
+    const open = h.backends.filter((b) => b.state === "open").length;
+    const half = h.backends.filter((b) => b.state === "half_open").length;
+    const total = h.backends.length;
+    $("#health").dataset.worst = open ? "open" : half ? "half_open" : "closed";
+    const parts = [];
+    if (open) parts.push(open + " open");
+    if (half) parts.push(half + " half-open");
+    const summary = parts.length
+      ? parts.join(", ") + " of " + total + " backend" + (total === 1 ? "" : "s")
+      : "All " + total + " backend" + (total === 1 ? "" : "s") + " up";
+    // role=status announces changes: only touch it when the words change.
+    if ($("#health-summary").textContent !== summary) $("#health-summary").textContent = summary;
+    const cb = h.circuit_breaker;
+    const rule = cb.enabled
+      ? "A circuit opens after " + cb.failures + " failures in a row, or " + Math.round(cb.error_rate * 100) +
+        "% failed of at least " + cb.min_calls + " calls in " + cb.window_s + " s; it is probed again after " + cb.cooldown_s + " s."
+      : "Circuit breakers are off in the policy (circuit_breaker.enabled: false).";
+    $("#health-note").textContent = rule + " Checked " + unixStamp(h.now).slice(11) + " UTC" +
+      (open || half ? ", refreshing every " + HEALTH_POLL_MS / 1000 + " s." : ".");
+  }
+
+  async function loadHealth() {
+    const mine = ++healthGeneration;
+    clearTimeout(healthTimer);
+    healthTimer = null;
+    const panel = $("#health");
+    const error = $("#health-error");
+    try {
+      const health = await getJson("/v1/spend/health");
+      if (mine !== healthGeneration) return;
+      data.health = health;
+      renderHealth(health);
+      error.hidden = true;
+      panel.dataset.state = "ready";
+    } catch (err) {
+      if (mine !== healthGeneration) return;
+      error.textContent = "Could not read backend health: " + err.message;
+      error.hidden = false;
+      panel.dataset.state = "error";
+    }
+    healthLoads += 1;
+    panel.dataset.loads = String(healthLoads);
+    if (data.health && data.health.backends.some((b) => b.state !== "closed")) {
+      healthTimer = setTimeout(loadHealth, HEALTH_POLL_MS);
+    }
+  }
+
   // ---- loading -----------------------------------------------------------------------------------
   function showError(message) {
     const el = $("#error");
@@ -399,6 +525,7 @@
 
   async function load() {
     const mine = ++generation;
+    loadHealth(); // on its own: a failed health read must not blank the spend figures
     document.body.dataset.state = "loading";
     writeUrl();
     syncControls();
