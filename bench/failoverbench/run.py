@@ -66,10 +66,18 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: flo
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--harness", type=Path, default=os.environ.get("FAILOVERBENCH_DIR"),
-                    help="failoverbench checkout (default $FAILOVERBENCH_DIR)")
-    ap.add_argument("--harness-commit", default=None, help="record this harness commit (default: from DIR)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--harness",
+        type=Path,
+        default=os.environ.get("FAILOVERBENCH_DIR"),
+        help="failoverbench checkout (default $FAILOVERBENCH_DIR)",
+    )
+    ap.add_argument(
+        "--harness-commit", default=None, help="record this harness commit (default: from DIR)"
+    )
     ap.add_argument("--policy", type=Path, default=HERE / "policy.yaml")
     ap.add_argument("--profile", choices=("full", "fast"), default="full")
     ap.add_argument("--only", default="", help="comma-separated scenario ids, e.g. S08,S14")
@@ -82,18 +90,36 @@ def main() -> int:
     if not (harness / "failoverbench" / "wall.py").exists():
         ap.error(f"{harness} does not look like a failoverbench checkout")
 
-    work = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="failoverbench-"))
+    work = (
+        Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="failoverbench-"))
+    )
     work.mkdir(parents=True, exist_ok=True)
     wall_port = free_port()
     wall_base = f"http://127.0.0.1:{wall_port}"
-    py_env = {**os.environ, "PYTHONPATH": str(harness) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    py_env = {
+        **os.environ,
+        "PYTHONPATH": str(harness) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
 
     wall_log = open(work / "wall.log", "wb")  # noqa: SIM115 - closed below
     wall = subprocess.Popen(
-        [sys.executable, "-m", "failoverbench", "wall", "--port", str(wall_port), "--profile", args.profile, "-v"],
-        cwd=harness, env=py_env, stdout=wall_log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "failoverbench",
+            "wall",
+            "--port",
+            str(wall_port),
+            "--profile",
+            args.profile,
+            "-v",
+        ],
+        cwd=harness,
+        env=py_env,
+        stdout=wall_log,
+        stderr=subprocess.STDOUT,
     )
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     try:
         wait_http(wall_base + "/control/health", wall, "the wall")
@@ -106,21 +132,38 @@ def main() -> int:
             # The first call through a fresh gateway pays one-off start-up work (~5 s here); a
             # gateway under test is normally warm, and the runner resets the wall's log before
             # each scenario, so one healthy call first keeps that out of S01's timings.
-            warm = httpx.post(gateway + "/v1/chat/completions", timeout=60,
-                              json={"model": "fb-ok", "messages": [{"role": "user", "content": "warm-up"}]})
+            warm = httpx.post(
+                gateway + "/v1/chat/completions",
+                timeout=60,
+                json={"model": "fb-ok", "messages": [{"role": "user", "content": "warm-up"}]},
+            )
             print(f"warm-up: HTTP {warm.status_code}", flush=True)
             system = {
                 "name": "stepgate",
                 "label": "Stepgate (stepgate serve)",
                 "adapter": "endpoint",
-                "notes": "Routes named after each scenario model, one primary + one fallback backend, "
-                         "retry.max_attempts 3 (2 retries), request_s 30; see bench/failoverbench/policy.yaml.",
+                "notes": "Routes named after each scenario model, one primary + one fallback "
+                "backend, retry.max_attempts 3 (2 retries), request_s 30, stream_recovery "
+                "continue; see bench/failoverbench/policy.yaml.",
                 "params": {"base_url": gateway + "/v1", "api_key": "failoverbench"},
             }
             (work / "stepgate.yaml").write_text(json.dumps(system))
-            cmd = [sys.executable, "-m", "failoverbench", "run", "--system", str(work / "stepgate.yaml"),
-                   "--catalogue", str(harness / "scenarios" / "catalogue.yaml"), "--wall", wall_base,
-                   "--profile", args.profile, "--out", str(work / "results")]
+            cmd = [
+                sys.executable,
+                "-m",
+                "failoverbench",
+                "run",
+                "--system",
+                str(work / "stepgate.yaml"),
+                "--catalogue",
+                str(harness / "scenarios" / "catalogue.yaml"),
+                "--wall",
+                wall_base,
+                "--profile",
+                args.profile,
+                "--out",
+                str(work / "results"),
+            ]
             if args.only:
                 cmd += ["--only", args.only]
             rc = subprocess.run(cmd, cwd=harness, env=py_env).returncode
@@ -153,19 +196,27 @@ def main() -> int:
         "wall_clock_s": round(time.monotonic() - t0, 1),
         "harness_run_seconds": doc.get("run_seconds"),
         "summary": doc["summary"],
-        "scorecard": {s["id"]: {"title": s["title"], "verdict": s["verdict"], "reason": s["reason"],
-                                "attempts_primary": s["metrics"]["attempts_primary"],
-                                "attempts_fallback": s["metrics"]["attempts_fallback"],
-                                "elapsed_s": s["metrics"]["elapsed_s"]}
-                      for s in doc["scenarios"]},
+        "scorecard": {
+            s["id"]: {
+                "title": s["title"],
+                "verdict": s["verdict"],
+                "reason": s["reason"],
+                "attempts_primary": s["metrics"]["attempts_primary"],
+                "attempts_fallback": s["metrics"]["attempts_fallback"],
+                "elapsed_s": s["metrics"]["elapsed_s"],
+            }
+            for s in doc["scenarios"]
+        },
         "timing": doc.get("timing"),
         "scenarios": doc["scenarios"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     s = result["summary"]
-    print(f"stepgate: pass {s['pass']}  partial {s['partial']}  safe {s['safe']}  fail {s['fail']}  "
-          f"({result['wall_clock_s']:.0f} s) -> {os.path.relpath(args.out, ROOT)}; logs in {work}")
+    print(
+        f"stepgate: pass {s['pass']}  partial {s['partial']}  safe {s['safe']}  fail {s['fail']}  "
+        f"({result['wall_clock_s']:.0f} s) -> {os.path.relpath(args.out, ROOT)}; logs in {work}"
+    )
     return 0
 
 
