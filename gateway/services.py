@@ -58,7 +58,7 @@ class Services:
         def swapped_and_up(gen: Generation) -> None:
             swapped(gen)
             for name in gen.backends:
-                metrics.set_backend_health(name, breakers.state(name) != "open")
+                metrics.set_backend_health(name, breakers.state(name) == "closed")
 
         factory = ConnectorFactory()
         # Breakers outlive policy generations: a reload keeps what is known about each backend.
@@ -149,8 +149,8 @@ class Services:
             circuit = circuits.get(name, {"state": "closed"})
             backends[name] = {
                 "type": c.backend_type,
-                # Ready: warmed up and not cut off by an open circuit breaker.
-                "ready": c.ready and circuit["state"] != "open",
+                # Ready: warmed up and its circuit closed (half-open: a probe is still deciding).
+                "ready": c.ready and circuit["state"] == "closed",
                 "circuit": circuit,
             }
         database = await self.ledger.ping()

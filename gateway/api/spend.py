@@ -139,7 +139,7 @@ def backend_health(
                 "name": name,
                 "type": connector.backend_type,
                 # As /readyz has it: warmed up and not cut off by an open breaker.
-                "ready": connector.ready and state != "open",
+                "ready": connector.ready and state == "closed",
                 "state": state,
                 "window_failures": circuit.get("window_failures", 0),
                 "window_calls": circuit.get("window_calls", 0),

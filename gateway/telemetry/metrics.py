@@ -456,7 +456,7 @@ class Metrics:
     def circuit_transition(self, backend: str, old: str, new: str) -> None:
         label = self._backend(backend)
         self.circuit_transitions.labels(label, new).inc()
-        self.backend_up.labels(label).set(0.0 if new == "open" else 1.0)
+        self.backend_up.labels(label).set(1.0 if new == "closed" else 0.0)
 
     def policy_generation(self, n: int) -> None:
         self.policy_gen.set(float(n))
