@@ -70,6 +70,9 @@ backends:
     timeouts: {{connect_s: 1, request_s: 20}}
 baseline: ar-native
 retry: {{max_attempts: 1, backoff_base_ms: 1, backoff_max_ms: 5, max_retry_after_s: 1}}
+# One app serves every case, most of them upstream failures: a breaker would open and later
+# cases would never reach the upstream whose echo they check.
+circuit_breaker: {{enabled: false}}
 request_timeout_s: 30
 aliases:
   dllm-direct: {{backend: dllm, checks: none}}
