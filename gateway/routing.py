@@ -38,9 +38,9 @@ class RouteDecision:
     @property
     def candidates(self) -> tuple[str, ...]:
         """Target and fallbacks that can take the step, else the context fallbacks that can."""
-        if not self.too_small:
-            return (self.target, *self.fallbacks)
         route = (self.target, *self.fallbacks)
+        if not self.too_small:
+            return route
         fit = tuple(c for c in route if c not in self.too_small)
         larger = tuple(c for c in self.context_fallbacks if c not in self.too_small)
         return fit or larger or route  # nothing fits by the estimate: let the backends say

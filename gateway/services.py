@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.classify.classifier import Classifier
-from gateway.health.breaker import Breakers
+from gateway.health.breaker import Breakers, is_up
 from gateway.health.shared import SharedBreakers
 from gateway.ledger.recorder import LedgerRecorder
 from gateway.ledger.writer import Ledger, LedgerOptions
@@ -58,7 +58,7 @@ class Services:
         def swapped_and_up(gen: Generation) -> None:
             swapped(gen)
             for name in gen.backends:
-                metrics.set_backend_health(name, breakers.state(name) == "closed")
+                metrics.set_backend_health(name, is_up(breakers.state(name)))
 
         factory = ConnectorFactory()
         # Breakers outlive policy generations: a reload keeps what is known about each backend.
@@ -150,7 +150,7 @@ class Services:
             backends[name] = {
                 "type": c.backend_type,
                 # Ready: warmed up and its circuit closed (half-open: a probe is still deciding).
-                "ready": c.ready and circuit["state"] == "closed",
+                "ready": c.ready and is_up(circuit["state"]),
                 "circuit": circuit,
             }
         database = await self.ledger.ping()
@@ -169,7 +169,7 @@ class Services:
 
 def _log_transition(metrics: Metrics) -> Callable[[str, str, str], None]:
     def on_transition(backend: str, old: str, new: str) -> None:
-        metrics.circuit_transition(backend, old, new)
+        metrics.circuit_transition(backend, new, up=is_up(new))
         level = logging.WARNING if new == "open" else logging.INFO
         log.log(
             level,

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from gateway.api.admin_auth import require_admin
 from gateway.core.errors import BadRequest, GatewayError
-from gateway.health.breaker import Breakers
+from gateway.health.breaker import Breakers, is_up
 from gateway.ledger import queries
 from gateway.ledger.tables import GRAINS
 from gateway.ledger.writer import Ledger
@@ -139,7 +139,7 @@ def backend_health(
                 "name": name,
                 "type": connector.backend_type,
                 # As /readyz has it: warmed up and not cut off by an open breaker.
-                "ready": connector.ready and state == "closed",
+                "ready": connector.ready and is_up(state),
                 "state": state,
                 "window_failures": circuit.get("window_failures", 0),
                 "window_calls": circuit.get("window_calls", 0),

@@ -52,6 +52,12 @@ State = Literal["closed", "open", "half_open"]
 TransitionHook = Callable[[str, State, State], None]
 
 
+def is_up(state: str) -> bool:
+    """Whether a backend in this breaker state counts as up (`/readyz`, `stepgate_backend_up`,
+    the dashboard): closed only; half-open is still waiting for its probe to decide."""
+    return state == "closed"
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     """A transition this process decided, as given to the `listen_local` listener.

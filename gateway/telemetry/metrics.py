@@ -453,10 +453,10 @@ class Metrics:
     def set_backend_health(self, backend: str, up: bool) -> None:
         self.backend_up.labels(self._backend(backend)).set(1.0 if up else 0.0)
 
-    def circuit_transition(self, backend: str, old: str, new: str) -> None:
+    def circuit_transition(self, backend: str, new: str, *, up: bool) -> None:
         label = self._backend(backend)
         self.circuit_transitions.labels(label, new).inc()
-        self.backend_up.labels(label).set(1.0 if new == "closed" else 0.0)
+        self.backend_up.labels(label).set(1.0 if up else 0.0)
 
     def policy_generation(self, n: int) -> None:
         self.policy_gen.set(float(n))
