@@ -395,31 +395,28 @@ class Pipeline:
         seam: Seam | None = None
         try:
             pending: list[Chunk] = list(head)
-            while True:
+            ended = False
+            while not ended:
                 try:
-                    while True:
-                        if not pending:
-                            try:
-                                pending = [await anext(live.rest)]
-                            except StopAsyncIteration:
-                                break
+                    if not pending:
+                        try:
+                            pending = [await anext(live.rest)]
+                        except StopAsyncIteration:
+                            ended = True
+                    if ended:
+                        out = seam.flush() if seam is not None else []
+                    else:
                         chunk = pending.pop(0)
                         live.account(chunk)
                         out = seam.feed(chunk) if seam is not None else [chunk]
-                        for piece in out:
-                            relayed += tokens_in(piece)
-                            if piece.finish_reason:
-                                trace.finish_reason = piece.finish_reason
-                            if piece.content:
-                                sent.append(piece.content)
-                            tools_sent = tools_sent or bool(piece.tool_calls)
-                            yield piece
-                    for piece in seam.flush() if seam is not None else ():
+                    for piece in out:
+                        relayed += tokens_in(piece)
                         if piece.finish_reason:
                             trace.finish_reason = piece.finish_reason
-                        sent.append(piece.content or "")
+                        if piece.content:
+                            sent.append(piece.content)
+                        tools_sent = tools_sent or bool(piece.tool_calls)
                         yield piece
-                    break
                 except ProviderError as exc:
                     failed = live.attempt.backend
                     cut = StreamInterrupted(
@@ -428,12 +425,13 @@ class Pipeline:
                     if trace.decision.stream_recovery != "continue" or tools_sent:
                         raise cut from exc
                     await live.settle(trace, error=cut)
-                    resumed = await self._continue(trace, request, deadline, "".join(sent), relayed)
+                    text = "".join(sent)
+                    resumed = await self._continue(trace, request, deadline, text, relayed)
                     if resumed is None:
                         raise cut from exc
                     live, first, dedupe = resumed
                     trace.final_backend = live.attempt.backend
-                    seam = Seam("".join(sent), first=head[0], dedupe=dedupe)
+                    seam = Seam(text, first=head[0], dedupe=dedupe)
                     pending = [first]
         except StreamInterrupted as exc:
             error, status = exc, exc.status
