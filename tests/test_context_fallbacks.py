@@ -150,3 +150,23 @@ def test_policy_check_names_an_unknown_context_fallback(tmp_path: Path) -> None:
     with pytest.raises(PolicyLoadError) as info:
         parse_policy(text.replace("[large]", "[lareg]"), path="p.yaml", env={})
     assert "context_fallbacks[0]" in str(info.value) and "'large'" in str(info.value)
+
+
+def test_a_content_filter_rejection_is_not_a_context_problem(
+    tmp_path: Path, fake_dllm: FakeUpstream, fake_openai: FakeUpstream
+) -> None:
+    # failoverbench S13: one attempt, the caller gets the rejection, no fallback of either kind.
+    body = {
+        "error": {
+            "message": "Your request was rejected as a result of our safety system.",
+            "type": "invalid_request_error",
+            "code": "content_policy_violation",
+        }
+    }
+    fake_dllm.script([persistent(status(400, body=body))])
+    with running_app(_policy(tmp_path, fake_dllm, fake_openai, 100000), tmp_path) as client:
+        r = client.post("/v1/chat/completions", json=BODY)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "content_policy_violation"
+    assert "safety system" in r.json()["error"]["message"]
+    assert len(fake_dllm.requests) == 1 and not fake_openai.requests
