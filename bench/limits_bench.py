@@ -17,11 +17,11 @@ import time
 import uuid
 from pathlib import Path
 
-from gateway.api.openai import parse_chat
 from gateway.classify.classifier import Classifier
 from gateway.core.records import RequestRecord
 from gateway.db.engine import create_db_engine
 from gateway.db.migrate import upgrade
+from gateway.ingress.openai import parse_chat
 from gateway.limits.gate import Gate, GateOptions
 from gateway.limits.keys import KeyLimits, create_key
 from gateway.limits.memory import MemoryStore

@@ -84,7 +84,7 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("metrics + tracing", ("gateway/telemetry/",)),
     ("ledger enqueue + pricing (request thread)", ("gateway/ledger/",)),
     ("request parse (orjson + pydantic)", ("parse_chat", "read_json", "pydantic")),
-    ("response render", ("gateway/api/render",)),
+    ("response render", ("gateway/ingress/openai",)),
     ("connector translate", ("connectors/",)),
     ("routing + dispatch + pipeline", ("gateway/routing", "gateway/dispatch", "gateway/pipeline")),
     ("uvicorn + starlette", ("uvicorn/", "starlette/")),

@@ -24,11 +24,14 @@ class Capabilities:
     logprobs: bool = False
     # Continues a final assistant message (prefill) instead of answering after it.
     prefill: bool = False
+    # Non-OpenAI request dialects it sends natively (`ChatRequest.native(d)`): a request
+    # carrying something only its own API can express (`native_only`) goes only to these.
+    dialects: frozenset[str] = frozenset()
 
 
 class Connector(Protocol):
     name: str
-    backend_type: str  # "dllm" | "litellm"
+    backend_type: str  # "dllm" | "litellm" | "anthropic"
     model: str
     capabilities: Capabilities
 

@@ -14,8 +14,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.api import admin, health, openai
+from gateway.api import admin, health
 from gateway.api.dashboard import dashboard_routes
+from gateway.api.models import list_models
 from gateway.api.sessions import build_sessions
 from gateway.api.slashes import use_relative_slash_redirects
 from gateway.api.spend import spend_routes
@@ -24,9 +25,11 @@ from gateway.core.errors import (
     MethodNotAllowed,
     NotFound,
     StepgateError,
-    render,
 )
 from gateway.drain import InFlight
+from gateway.ingress.anthropic import ANTHROPIC
+from gateway.ingress.handler import ChatHandler
+from gateway.ingress.openai import OPENAI, render_error
 from gateway.services import Services
 from gateway.settings import Settings
 
@@ -39,7 +42,7 @@ _SETTLE_S = 5.0
 
 
 def _error_response(request: Request, error: StepgateError) -> Response:
-    status, body, headers = render(error)
+    status, body, headers = render_error(error)
     rid = getattr(request.state, "request_id", None)
     if rid:
         headers = {**headers, "x-request-id": rid}
@@ -71,13 +74,20 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     )
 
 
-_CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+_OPENAI_CHAT = ChatHandler(OPENAI)
+_ANTHROPIC_MESSAGES = ChatHandler(ANTHROPIC)
+# POST paths served by a chat handler, ahead of the router (see `Gateway`).
+CHAT_HANDLERS = {
+    "/v1/chat/completions": _OPENAI_CHAT,
+    "/chat/completions": _OPENAI_CHAT,
+    "/v1/messages": _ANTHROPIC_MESSAGES,
+}
 
 
 class Gateway(Starlette):
-    """Starlette, with POST /v1/chat/completions dispatched ahead of the router and middleware.
+    """Starlette, with the chat endpoints' POSTs dispatched ahead of the router and middleware.
 
-    The chat endpoint renders its own errors (gateway.api.openai.ChatCompletions), so the
+    A chat handler renders its own errors in its dialect (gateway.ingress.handler), so the
     middleware stack has nothing to add there; every other path goes through it as usual.
     Chat requests run under `in_flight`, which answers them if the drain deadline cuts them.
     """
@@ -87,10 +97,12 @@ class Gateway(Starlette):
         self.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in _CHAT_PATHS:
-            scope["app"] = self
-            await self.in_flight(openai.chat_completions, scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = CHAT_HANDLERS.get(scope["path"])
+            if handler is not None:
+                scope["app"] = self
+                await self.in_flight(handler, scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -122,9 +134,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             await built.aclose()
 
     routes = [
-        Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
-        Route("/chat/completions", openai.chat_completions, methods=["POST"]),
-        Route("/v1/models", openai.list_models, methods=["GET"]),
+        *(Route(path, handler, methods=["POST"]) for path, handler in CHAT_HANDLERS.items()),
+        Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", admin.metrics, methods=["GET"]),

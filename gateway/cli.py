@@ -196,7 +196,7 @@ def policy_explain(
             typer.echo(f"--header {item!r}: write it as Name:Value", err=True)
             raise typer.Exit(1)
         headers[key.strip().lower()] = value.strip()
-    from gateway.api.openai import parse_chat
+    from gateway.ingress.openai import parse_chat
 
     try:
         chat = parse_chat(body)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import orjson
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from gateway.api import render
-from gateway.api.openai import client_request_id
 from gateway.core.errors import GatewayError
+from gateway.ingress.edge import client_request_id
+from gateway.ingress.handler import ChatHandler
 
 log = logging.getLogger("stepgate.drain")
 
@@ -50,7 +49,7 @@ class _Response:
             for name, value in self.head.get("headers", ())
         )
 
-    async def cut(self, scope: Scope, drain_s: int) -> None:
+    async def cut(self, scope: Scope, handler: ChatHandler, drain_s: int) -> None:
         """Answer a request stopped at the drain deadline, as far as its response allows."""
         if self.head is None:
             error = GatewayError(
@@ -58,7 +57,7 @@ class _Response:
                 f"STEPGATE_DRAIN_S={drain_s} s); retry the request",
                 code=SHUTTING_DOWN,
             )
-            body = orjson.dumps(error.body())
+            _, body, _ = handler.dialect.error(error)
             headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -78,7 +77,7 @@ class _Response:
                 f"deadline (STEPGATE_DRAIN_S={drain_s} s); retry the request",
                 code=SHUTTING_DOWN,
             )
-            frame = render.error_frame(error)
+            frame = handler.dialect.error_frame(error)
             await self.send({"type": "http.response.body", "body": frame, "more_body": True})
             await self.send({"type": "http.response.body", "body": b""})
         # A JSON answer cut halfway cannot be mended: uvicorn closes the connection.
@@ -93,7 +92,9 @@ class InFlight:
         self._cut = 0
         self._idle: asyncio.Event | None = None
 
-    async def __call__(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(
+        self, app: ChatHandler, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         response = _Response(send)
         self._running += 1
         try:
@@ -103,7 +104,7 @@ class InFlight:
             # the task afterwards: by now the pipeline has recorded it as cut (499); answer
             # the client and let the task end as finished rather than as a crash in the log.
             self._cut += 1
-            await response.cut(scope, self._drain_s)
+            await response.cut(scope, app, self._drain_s)
         finally:
             self._running -= 1
             if not self._running and self._idle is not None:

@@ -37,7 +37,7 @@ from gateway.limits.gate import NOTHING, Gate, Reservation
 from gateway.limits.keys import Principal
 from gateway.policy.holder import Generation, PolicyHolder
 from gateway.recovery import Seam, tokens_in
-from gateway.routing import RouteDecision, decide
+from gateway.routing import RouteDecision, decide, native_only
 
 log = logging.getLogger("stepgate.pipeline")
 
@@ -177,6 +177,15 @@ class Pipeline:
         decision = decide(
             gen.policy, profile, model=request.model, team=ctx.team, metadata=request.metadata
         )
+        needs = request.native_only
+        if needs:
+            dialect = request.native_dialect
+            decision = native_only(
+                decision,
+                needs,
+                dialect,
+                lambda name: dialect in gen.connector(name).capabilities.dialects,
+            )
         return _Trace(
             ctx,
             gen,

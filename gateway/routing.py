@@ -8,11 +8,11 @@ its answers checked like those of the first route on that backend with an escala
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 from gateway.classify.profile import StepProfile
-from gateway.core.errors import UnknownModel
+from gateway.core.errors import BadRequest, UnknownModel
 from gateway.policy.models import Escalation, Match, Policy, Route
 
 AUTO = "auto"
@@ -76,6 +76,34 @@ def decide(
     default = policy.route(policy.default_route)
     assert default is not None  # cross_check guarantees it
     return _decision(policy, profile, default, "default", tuple(skipped))
+
+
+def native_only(
+    decision: RouteDecision, needs: tuple[str, ...], dialect: str, takes: Callable[[str], bool]
+) -> RouteDecision:
+    """The decision for a request that carries what only a backend speaking `dialect` takes
+    (`needs`, e.g. `cache_control`): the candidates that do not are dropped, an escalation to
+    one becomes `flag`; BadRequest (400) when neither target nor fallbacks take it."""
+    route = tuple(n for n in (decision.target, *decision.fallbacks) if takes(n))
+    if not route:
+        shown = ", ".join(needs[:3]) + (f" and {len(needs) - 3} more" if len(needs) > 3 else "")
+        raise BadRequest(
+            f"this request uses what only a native {dialect} backend takes ({shown}), and "
+            f"{decision.route!r} sends it to {decision.target!r}, which is not one; remove "
+            f"those parts, or send the step to a route or alias whose backend has "
+            f"`type: {dialect}`",
+            code="needs_native_backend",
+        )
+    escalation = decision.escalation
+    if escalation is not None and escalation.to is not None and not takes(escalation.to):
+        escalation = escalation.model_copy(update={"on_low": "flag"})
+    return replace(
+        decision,
+        target=route[0],
+        fallbacks=route[1:],
+        escalation=escalation,
+        context_fallbacks=tuple(n for n in decision.context_fallbacks if takes(n)),
+    )
 
 
 def model_names(policy: Policy) -> list[str]:

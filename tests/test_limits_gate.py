@@ -200,7 +200,7 @@ def test_failed_call_releases_its_reservation(tmp_path: Path, fakes: Any) -> Non
 def test_client_disconnect_settles_the_reservation(tmp_path: Path, fakes: Any) -> None:
     """A caller that goes away mid-call: the pipeline is cancelled, and the reservation is
     settled at what was actually spent (nothing) instead of staying reserved."""
-    from gateway.api.openai import parse_chat
+    from gateway.ingress.openai import parse_chat
     from gateway.limits.keys import parse_key
     from gateway.pipeline import RequestContext
     from gateway.services import Services

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gateway.api.openai import parse_chat
 from gateway.classify.classifier import Classifier
 from gateway.classify.profile import StepProfile
 from gateway.cli import app
+from gateway.ingress.openai import parse_chat
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = ROOT / "policies" / "support.yaml"

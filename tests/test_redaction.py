@@ -11,7 +11,8 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel, ValidationError
 
-from gateway.core.errors import GatewayError, render
+from gateway.core.errors import GatewayError
+from gateway.ingress.openai import render_error as render
 from gateway.telemetry.genai import TraceExtras
 from gateway.telemetry.logs import configure_logging, log_request
 from gateway.telemetry.metrics import Metrics

@@ -19,9 +19,9 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from gateway.api.openai import parse_chat
 from gateway.classify.classifier import Classifier
 from gateway.db.engine import create_db_engine
+from gateway.ingress.openai import parse_chat
 from gateway.ledger.tables import requests
 from gateway.limits.budgets import window
 from gateway.limits.keys import KeyLimits

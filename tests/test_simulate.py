@@ -13,8 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from gateway.api.openai import parse_chat
 from gateway.classify.classifier import Classifier
+from gateway.ingress.openai import parse_chat
 from gateway.simulate.commands import register
 
 ROOT = Path(__file__).resolve().parents[1]

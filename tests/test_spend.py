@@ -21,10 +21,11 @@ from starlette.responses import Response
 from typer.testing import CliRunner
 
 from gateway.api.spend import spend_routes
-from gateway.core.errors import StepgateError, render
+from gateway.core.errors import StepgateError
 from gateway.core.records import RequestRecord
 from gateway.db.engine import create_db_engine
 from gateway.db.migrate import upgrade
+from gateway.ingress.openai import render_error as render
 from gateway.ledger.commands import register
 from gateway.ledger.store import write_batch
 from gateway.ledger.writer import Ledger

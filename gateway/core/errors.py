@@ -1,4 +1,5 @@
-"""The typed error tree, rendered to OpenAI-shaped JSON in exactly one place (`render`).
+"""The typed error tree. An error carries its status, type, error class, message and headers;
+each ingress dialect renders it in its API's shape (`gateway.ingress.*.render_error`).
 
     StepgateError
     ├── CallerError                 the request is wrong; fix the request
@@ -32,9 +33,7 @@ Every class carries an `error_class` from a closed vocabulary (`caller_*`, `poli
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
-
-import orjson
+from typing import ClassVar
 
 
 class StepgateError(Exception):
@@ -50,16 +49,6 @@ class StepgateError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {}
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "code": self.code or self.error_class,
-                "param": self.param,
-            }
-        }
 
 
 class CallerError(StepgateError):
@@ -281,7 +270,3 @@ def retry_after_header(seconds: float) -> dict[str, str]:
     """`Retry-After` in whole seconds, rounded up, at least 1."""
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
-
-def render(error: StepgateError) -> tuple[int, bytes, dict[str, str]]:
-    """The one renderer: status, OpenAI-shaped JSON body and extra headers."""
-    return error.status, orjson.dumps(error.body()), error.headers()

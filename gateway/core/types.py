@@ -84,6 +84,9 @@ class ChatRequest(BaseModel):
     # Set on a continuation built by the gateway: the last (assistant) message is to be
     # continued, not answered (engines that support it; see `continued`).
     _prefill: bool = PrivateAttr(default=False)
+    # Set by an ingress dialect other than OpenAI's (see `native`): the caller's body in its
+    # own API's shape, and what of it has no OpenAI equivalent.
+    _native: NativeBody | None = PrivateAttr(default=None)
     stream: bool = False
     stream_options: StreamOptions | None = None
     tools: list[dict[str, Any]] | None = None
@@ -256,6 +259,34 @@ class ChatRequest(BaseModel):
     def prefill(self) -> bool:
         return self._prefill
 
+    def as_prefill(self) -> ChatRequest:
+        """This request, its final assistant message to be continued rather than answered
+        (an Anthropic prefill; set once, by the ingress)."""
+        self._prefill = True
+        return self
+
+    def with_native(self, native: NativeBody) -> ChatRequest:
+        """This request, carrying the body it was translated from (set once, by the ingress)."""
+        self._native = native
+        return self
+
+    def native(self, dialect: str) -> NativeBody | None:
+        """The caller's own body when it came in as `dialect` (e.g. "anthropic"), for a
+        connector that speaks that API natively and can send it unchanged."""
+        native = self._native
+        return native if native is not None and native.dialect == dialect else None
+
+    @property
+    def native_dialect(self) -> str:
+        """The API the caller spoke ("openai" unless an ingress set a native body)."""
+        return self._native.dialect if self._native is not None else "openai"
+
+    @property
+    def native_only(self) -> tuple[str, ...]:
+        """What in the caller's body only a backend of its own API can take (e.g. Anthropic
+        `cache_control`), each with where it was: such a request goes to no other backend."""
+        return self._native.unmapped if self._native is not None else ()
+
     def continued(self, text: str, *, prefill: bool, sent_tokens: int) -> ChatRequest:
         """This request, asking the model to go on from `text` (an answer cut mid-stream).
 
@@ -272,12 +303,32 @@ class ChatRequest(BaseModel):
         request = type(self).model_validate(data)
         request._wire = data
         request._prefill = prefill
+        if self._native is not None:
+            request._native = self._native.continued(text, prefill=prefill)
         return request
 
     def wire_messages(self) -> list[dict[str, Any]]:
         if self._wire is not None:
             return self._wire["messages"]  # type: ignore[no-any-return]
         return [m.model_dump(exclude_none=True) for m in self.messages]
+
+
+@dataclass(frozen=True, slots=True)
+class NativeBody:
+    """A request body in a non-OpenAI API's own shape (`dialect`), kept beside its OpenAI
+    translation. `unmapped` names what the translation could not carry (as `where: feature`);
+    a connector for that API sends `body` instead of translating, so nothing is lost."""
+
+    dialect: str
+    body: dict[str, Any]
+    unmapped: tuple[str, ...] = ()
+
+    def continued(self, text: str, *, prefill: bool) -> NativeBody:
+        """The body asking the model to go on from `text` (see `ChatRequest.continued`)."""
+        messages = [*self.body.get("messages", ()), {"role": "assistant", "content": text}]
+        if not prefill:
+            messages.append({"role": "user", "content": CONTINUE_INSTRUCTION})
+        return NativeBody(self.dialect, {**self.body, "messages": messages}, self.unmapped)
 
 
 CONTINUE_INSTRUCTION = (
@@ -393,6 +444,10 @@ class Completion:
     created: int = 0
     # Extra message keys the upstream returned (e.g. `refusal`), passed back unchanged.
     message_extras: dict[str, Any] = field(default_factory=dict)
+    # The answer's content blocks exactly as a native Anthropic backend returned them
+    # (thinking, redacted_thinking, text, tool_use, ...): relayed unchanged by the Anthropic
+    # ingress; other ingresses render `content` and `tool_calls`.
+    blocks: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,3 +463,7 @@ class Chunk:
     usage: Usage | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
     created: int = 0
+    # A native Anthropic backend's stream event for a block with no OpenAI equivalent
+    # (`content_block_start` / `_delta` / `_stop` of a thinking block), with the upstream's
+    # block index: relayed by the Anthropic ingress, skipped by the others.
+    block_event: dict[str, Any] | None = None

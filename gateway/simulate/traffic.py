@@ -13,9 +13,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from gateway.api.openai import parse_chat
 from gateway.core.errors import StepgateError
 from gateway.core.types import ChatRequest, Usage
+from gateway.ingress.openai import parse_chat
 
 
 @dataclass(frozen=True, slots=True)
