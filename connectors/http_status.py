@@ -25,7 +25,7 @@ from gateway.core.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from gateway.telemetry.redact import SECRET_KEYS, mask_known, redact
+from gateway.core.redact import SECRET_KEYS, mask_known, redact
 
 # Upstream text in an error a client reads is cut to this many characters.
 MAX_UPSTREAM_TEXT = 500

@@ -73,10 +73,12 @@ def upstream_reserve(policy: Policy) -> int:
 
     Each backend's pool may hold its whole size in upstream connections at once.
     """
-    from gateway.policy.models import DllmBackend
+    from gateway.policy.models import AnthropicBackend, DllmBackend
 
     pools = sum(
-        backend.max_connections if isinstance(backend, DllmBackend) else _LITELLM_POOL
+        backend.max_connections
+        if isinstance(backend, DllmBackend | AnthropicBackend)
+        else _LITELLM_POOL
         for backend in policy.backends.values()
     )
     return _FIXED_RESERVE + max(_MIN_UPSTREAM_RESERVE, pools)

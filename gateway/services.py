@@ -16,9 +16,10 @@ from gateway.ledger.recorder import LedgerRecorder
 from gateway.ledger.writer import Ledger, LedgerOptions
 from gateway.limits.gate import Gate, GateOptions
 from gateway.limits.idempotency import Idempotency
-from gateway.pipeline import Pipeline, Recorder
+from gateway.pipeline import Pipeline
 from gateway.policy.holder import Generation, PolicyHolder
 from gateway.policy.models import CircuitBreaker
+from gateway.recording import Recorder
 from gateway.settings import Settings
 from gateway.telemetry.logs import configure_logging
 from gateway.telemetry.metrics import Metrics

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from connectors.anthropic.connector import AnthropicConnector
 from connectors.base import Connector
 from connectors.dllm.connector import DllmConnector
 from connectors.litellm_ar.connector import LitellmConnector, _LitellmModule
 from connectors.litellm_ar.pricing import CostMap
-from gateway.policy.models import Backend, DllmBackend, Policy
+from gateway.policy.models import AnthropicBackend, Backend, DllmBackend, Policy
 
 
 class ConnectorFactory:
@@ -30,6 +31,10 @@ class ConnectorFactory:
             connector: Connector
             if isinstance(config, DllmBackend):
                 connector = DllmConnector(name, config)
+            elif isinstance(config, AnthropicBackend):
+                connector = AnthropicConnector(
+                    name, config, price=cost_map.price(config.cost_map_model)
+                )
             else:
                 connector = LitellmConnector(
                     name, config, module=self._litellm, price=cost_map.price(config.model)

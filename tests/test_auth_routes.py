@@ -15,7 +15,7 @@ from gateway.settings import Settings
 from tests.fakes.upstream import FakeUpstream
 from tests.test_limits_support import ADMIN_KEY, app_client, bearer, chat, mint, revoke
 
-INFERENCE = {"/v1/chat/completions", "/chat/completions", "/v1/models"}
+INFERENCE = {"/v1/chat/completions", "/chat/completions", "/v1/messages", "/v1/models"}
 ADMIN_PREFIXES = ("/admin/", "/v1/spend/", "/dashboard/api/")
 ADMIN = {"/dashboard", "/dashboard/"}
 # Health for orchestrators, Prometheus scraping, and the dashboard's login page and assets.
@@ -58,6 +58,10 @@ def _routes() -> list[tuple[str, str]]:
 def _call(client: Any, path: str, method: str, headers: dict[str, str]) -> Any:
     if path == "/dashboard/static":
         path = "/dashboard/static/none.js"
+    if path == "/v1/messages":
+        body = {"model": "auto", "max_tokens": 50, "messages": chat()["messages"]}
+        sent = {**headers, "anthropic-version": "2023-06-01"}
+        return client.post(path, json=body, headers=sent, follow_redirects=False)
     if method == "POST":
         body = chat() if path in INFERENCE else {}
         return client.post(path, json=body, headers=headers, follow_redirects=False)

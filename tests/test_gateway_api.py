@@ -29,7 +29,7 @@ def chat(**extra: Any) -> dict[str, Any]:
     return body
 
 
-def test_hinted_classify_step_goes_to_dllm_with_engine_fields(
+def test_hinted_classify_step_goes_to_dllm_without_launch_knobs(
     client: Any, fake_dllm: FakeUpstream
 ) -> None:
     fake_dllm.set_reply(content="billing", prompt_tokens=12, completion_tokens=1)
@@ -49,7 +49,10 @@ def test_hinted_classify_step_goes_to_dllm_with_engine_fields(
     sent = fake_dllm.requests[-1].body
     assert sent["model"] == "test-diffusion"
     assert sent["logprobs"] is True
-    assert sent["vllm_xargs"] == {"max_denoising_steps": 16, "canvas_length": 128, "threshold": 0.9}
+    # vLLM's diffusion knobs are launch settings: the policy's `diffusion` block describes the
+    # pool and is never sent (no invented `vllm_xargs`, no top-level knob fields).
+    assert "vllm_xargs" not in sent
+    assert not {"steps", "canvas_length", "block_length", "threshold", "gen_length"} & set(sent)
 
 
 def test_generation_parameters_pass_through_unchanged(client: Any, fake_dllm: FakeUpstream) -> None:

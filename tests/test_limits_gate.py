@@ -202,9 +202,9 @@ def test_client_disconnect_settles_the_reservation(tmp_path: Path, fakes: Any) -
     settled at what was actually spent (nothing) instead of staying reserved."""
     from gateway.ingress.openai import parse_chat
     from gateway.limits.keys import parse_key
-    from gateway.pipeline import RequestContext
     from gateway.services import Services
     from gateway.settings import Settings
+    from gateway.trace import RequestContext
 
     url = _db(tmp_path)
     key, key_id = mint(url, "support", KeyLimits(daily_budget_nanos=10**9))

@@ -12,11 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from pydantic import BaseModel, ValidationError
 
 from gateway.core.errors import GatewayError
-from gateway.ingress.openai import render_error as render
-from gateway.telemetry.genai import TraceExtras
-from gateway.telemetry.logs import configure_logging, log_request
-from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.redact import (
+from gateway.core.redact import (
     MASK,
     OMITTED,
     looks_secret,
@@ -24,6 +20,10 @@ from gateway.telemetry.redact import (
     redact_value,
     safe_error_message,
 )
+from gateway.ingress.openai import render_error as render
+from gateway.telemetry.genai import TraceExtras
+from gateway.telemetry.logs import configure_logging, log_request
+from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import Tracer
 from tests.test_telemetry_builders import attempt, escalated_request, profile, request
 

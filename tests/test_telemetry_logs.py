@@ -91,7 +91,7 @@ def test_request_lines_are_written_in_batches_and_on_flush(stream: io.StringIO) 
     timer (or `flush`, which shutdown calls), each request exactly once."""
     import asyncio
 
-    from gateway.pipeline import Finished
+    from gateway.recording import Finished
     from gateway.telemetry.metrics import Metrics
     from gateway.telemetry.recorder import FLUSH_S, TelemetryRecorder
     from gateway.telemetry.tracing import Tracer

@@ -1,1 +1,2 @@
-"""OpenAI-compatible diffusion-LLM servers (vLLM, SGLang, ollada, Mercury, plain OpenAI)."""
+"""Diffusion-LLM servers: vLLM, SGLang, Inception Mercury (and Mercury Decide), dlmserve,
+mistral.rs, ollada and plain OpenAI-compatible ones (docs/engines.md)."""

@@ -12,13 +12,18 @@ or aiohttp: see there and bench/README.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import orjson
 
 from connectors.http_status import credentials, error_for_status, relayable
-from connectors.openai_wire.http1 import Http1Pool, Response, UpstreamError, UpstreamTimeout
+from connectors.openai_wire.http1 import (
+    Http1Pool,
+    UpstreamError,
+    UpstreamTimeout,
+    sse_lines,
+)
 from connectors.openai_wire.parse import MalformedReply, parse_chunk, parse_completion
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderError, ProviderTimeout, ProviderUnavailable
@@ -119,7 +124,7 @@ class OpenAIWire:
                         raise self._status_error(response.status, raw, response.headers, headers)
                     response.gap_s = timeouts.first_token
                     finished = False
-                    async for line in _lines(response):
+                    async for line in sse_lines(response):
                         if not line.startswith(b"data:"):
                             continue
                         payload = line[5:].strip()
@@ -199,18 +204,6 @@ class OpenAIWire:
         if isinstance(exc, UpstreamTimeout):
             return ProviderTimeout(f"{self.backend} timed out: {text}", backend=self.backend)
         return ProviderUnavailable(f"{self.backend} unreachable: {text}", backend=self.backend)
-
-
-async def _lines(response: Response) -> AsyncIterator[bytes]:
-    """SSE lines of any length."""
-    pending = b""
-    async for data in response.chunks():
-        pending += data
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line
-    if pending:
-        yield pending
 
 
 def _error_message(raw: bytes) -> tuple[str, str | None]:

@@ -342,3 +342,15 @@ def _header_block(headers: Mapping[str, str]) -> bytes:
             raise ValueError(f"invalid HTTP header {name!r}")
         lines.append(f"{name}: {value}\r\n")
     return "".join(lines).encode("latin-1")
+
+
+async def sse_lines(response: Response) -> AsyncIterator[bytes]:
+    """SSE lines of any length."""
+    pending = b""
+    async for data in response.chunks():
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line
+    if pending:
+        yield pending

@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.admin_auth import require_admin
+from gateway.core.redact import redact_strings
 from gateway.policy.holder import Generation
 from gateway.settings import Settings
-from gateway.telemetry.redact import redact_strings
 
 
 async def healthz(request: Request) -> Response:

@@ -8,21 +8,22 @@ text and `tool_use` blocks.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
 
 from gateway.core.errors import BadRequest, StepgateError
-from gateway.core.money import format_usd
-from gateway.core.records import RequestRecord
 from gateway.core.types import ChatRequest, Chunk, Completion, Usage
 from gateway.ingress.anthropic_parse import parse_messages
-from gateway.ingress.edge import parse_json
-from gateway.pipeline import StreamOutcome
+from gateway.ingress.edge import final_usage, parse_json
+from gateway.relay import StreamOutcome
 
-# API versions whose request and response shapes this dialect speaks.
-VERSIONS = frozenset({"2023-06-01", "2023-01-01"})
+# `anthropic-version` is a date; the SDKs send newer ones as they are released, and every
+# version since the first keeps the Messages shapes this dialect speaks.
+_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+FIRST_VERSION = "2023-01-01"
 
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -222,22 +223,6 @@ def _delta(index: int | None, delta: dict[str, Any]) -> bytes:
     )
 
 
-def _final_usage(record: RequestRecord | None) -> tuple[Usage, dict[str, Any]]:
-    answer = record.answer if record is not None else None
-    if record is None or answer is None:
-        return Usage(), {}
-    usage = Usage(answer.prompt_tokens, answer.completion_tokens, answer.cached_tokens)
-    extra = {
-        "x_stepgate": {
-            "cost_usd": format_usd(record.cost_nanos),
-            "baseline_cost_usd": format_usd(record.baseline_cost_nanos),
-            "route": record.route,
-            "backend": record.final_backend,
-        }
-    }
-    return usage, extra
-
-
 class AnthropicDialect:
     name = "anthropic"
     end_frame = MESSAGE_STOP
@@ -250,10 +235,10 @@ class AnthropicDialect:
                 "the Anthropic SDKs send it)",
                 param="anthropic-version",
             )
-        if version not in VERSIONS:
+        if not _VERSION.match(version) or version < FIRST_VERSION:
             raise BadRequest(
-                f"anthropic-version: {version[:40]!r} is not supported; use one of "
-                f"{', '.join(sorted(VERSIONS))}",
+                f"anthropic-version: {version[:40]!r} is not an API version; send a date "
+                f"from {FIRST_VERSION} on, e.g. 2023-06-01",
                 param="anthropic-version",
             )
 
@@ -287,7 +272,7 @@ class AnthropicDialect:
             yield self._start("", request.model, request_id)
         for frame in blocks.close():
             yield frame
-        usage, extra = _final_usage(outcome.record)
+        usage, extra = final_usage(outcome.record) or (Usage(), {})
         yield event(
             "message_delta",
             {

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from gateway.core.errors import StepgateError
 from gateway.core.types import ChatRequest, Completion
-from gateway.pipeline import StreamOutcome
+from gateway.relay import StreamOutcome
 
 
 class Dialect(Protocol):

@@ -12,6 +12,9 @@ from starlette.datastructures import Headers
 from starlette.types import Receive, Send
 
 from gateway.core.errors import BadRequest, ClientDisconnected, PayloadTooLarge
+from gateway.core.money import format_usd
+from gateway.core.records import RequestRecord
+from gateway.core.types import Usage
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -71,3 +74,21 @@ async def send_json(
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+def final_usage(record: RequestRecord | None) -> tuple[Usage, dict[str, Any]] | None:
+    """A finished stream's usage (of the answer returned) and Stepgate's cost figures, for the
+    last frame a dialect sends; None when the stream ended with no answer."""
+    answer = record.answer if record is not None else None
+    if record is None or answer is None:
+        return None
+    usage = Usage(answer.prompt_tokens, answer.completion_tokens, answer.cached_tokens)
+    extra = {
+        "x_stepgate": {
+            "cost_usd": format_usd(record.cost_nanos),
+            "baseline_cost_usd": format_usd(record.baseline_cost_nanos),
+            "route": record.route,
+            "backend": record.final_backend,
+        }
+    }
+    return usage, extra

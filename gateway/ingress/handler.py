@@ -20,7 +20,8 @@ from gateway.core.types import ChatRequest
 from gateway.ingress.dialect import Dialect
 from gateway.ingress.edge import client_request_id, new_request_id, read_body, send_json
 from gateway.limits.idempotency import Claim, Stored
-from gateway.pipeline import Pipeline, RequestContext
+from gateway.pipeline import Pipeline
+from gateway.trace import RequestContext
 
 log = logging.getLogger("stepgate.app")
 

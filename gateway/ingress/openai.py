@@ -11,10 +11,9 @@ import orjson
 from pydantic import ValidationError
 
 from gateway.core.errors import BadRequest, StepgateError
-from gateway.core.money import format_usd
 from gateway.core.types import ChatRequest, Chunk, Completion, TokenLogprob, Usage
-from gateway.ingress.edge import parse_json
-from gateway.pipeline import StreamOutcome
+from gateway.ingress.edge import final_usage, parse_json
+from gateway.relay import StreamOutcome
 
 DONE = b"data: [DONE]\n\n"
 
@@ -180,18 +179,9 @@ class OpenAIDialect:
             # Bytes already reached the client: report the failure in-stream, never [DONE].
             yield error_frame(exc)
             return
-        record = outcome.record
-        answer = record.answer if record is not None else None
-        if include_usage and record is not None and answer is not None:
-            usage = Usage(answer.prompt_tokens, answer.completion_tokens, answer.cached_tokens)
-            extra = {
-                "x_stepgate": {
-                    "cost_usd": format_usd(record.cost_nanos),
-                    "baseline_cost_usd": format_usd(record.baseline_cost_nanos),
-                    "route": record.route,
-                    "backend": record.final_backend,
-                }
-            }
+        final = final_usage(outcome.record)
+        if include_usage and final is not None:
+            usage, extra = final
             yield usage_frame(
                 usage, request_id=request_id, model=model, created=created, extra=extra
             )

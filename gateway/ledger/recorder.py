@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.ledger.writer import Ledger
-from gateway.pipeline import Finished
+from gateway.recording import Finished
 
 
 class LedgerRecorder:

@@ -16,9 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.classify.profile import StepProfile
-from gateway.core.records import AttemptRecord
 from gateway.core.types import ChatRequest, Completion, Usage
-from gateway.policy.holder import Generation
 from gateway.policy.limits_models import CachePolicy
 
 _EXCLUDED = {"user", "metadata", "stream", "stream_options"}
@@ -84,30 +82,3 @@ def decode(raw: bytes) -> CachedAnswer | None:
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
-
-
-def hit_attempt(
-    *, request_id: str, answer: CachedAnswer, gen: Generation, started_at: float
-) -> AttemptRecord:
-    """The ledger attempt for a cache hit: no tokens spent, zero cost, and as baseline what the
-    cached answer's usage costs at the baseline backend (so the hit's saving is reported)."""
-    book = gen.pricebook
-    usage = answer.completion.usage
-    configured = gen.backends.get(answer.backend)
-    return AttemptRecord(
-        request_id=request_id,
-        attempt=0,
-        role="primary",
-        backend=answer.backend,
-        backend_type=configured[1].backend_type if configured else "cache",
-        model=answer.completion.model,
-        outcome="ok",
-        error_class=None,
-        prompt_tokens=0,
-        completion_tokens=0,
-        cached_tokens=0,
-        cost_nanos=0,
-        baseline_cost_nanos=book.cost(book.baseline, usage, elapsed_s=0.0),
-        latency_ms=0.0,
-        started_at=started_at,
-    )

@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from gateway.core.redact import redact
 from gateway.policy.models import Policy, cross_check
-from gateway.telemetry.redact import redact
 
 Loc = tuple[str | int, ...]
 
@@ -261,9 +261,11 @@ def _describe(err: Any, data: Any) -> str:
     if kind == "missing":
         return f"{loc}: required key is missing; add it"
     if kind == "union_tag_invalid":
-        return f"{loc}: unknown backend type; use `type: dllm` or `type: litellm`"
+        return (
+            f"{loc}: unknown backend type; use `type: dllm`, `type: litellm` or `type: anthropic`"
+        )
     if kind == "union_tag_not_found":
-        return f"{loc}: backend needs `type: dllm` or `type: litellm`"
+        return f"{loc}: backend needs `type: dllm`, `type: litellm` or `type: anthropic`"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"{loc}: got {err.get('input')!r}; expected one of {expected}"
@@ -285,7 +287,11 @@ def _siblings(loc: tuple[Any, ...]) -> list[str]:
         field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
         if field is None:
             # dict key or union tag: look the tag up by backend type
-            tag_model = {"dllm": models.DllmBackend, "litellm": models.LitellmBackend}.get(part)
+            tag_model = {
+                "dllm": models.DllmBackend,
+                "litellm": models.LitellmBackend,
+                "anthropic": models.AnthropicBackend,
+            }.get(part)
             if tag_model is not None:
                 model = tag_model
             continue

@@ -1,7 +1,7 @@
 """Projected cost of a replayed step, in integer nano-dollars, priced like the ledger prices it.
 
-Prices come from the policy (`pricing`) or, for litellm backends without one, from litellm's
-offline cost map; `gateway.ledger.pricing.Pricebook` merges them exactly as the gateway does.
+Prices come from the policy (`pricing`) or, for litellm and anthropic backends without one, from
+litellm's offline cost map; `gateway.ledger.pricing.Pricebook` merges them as the gateway does.
 A GPU-hour priced backend costs its hourly price times the attempt's wall time, which a replay
 cannot measure: `GpuTime` estimates it from the tokens (the assumption is printed with every
 report). Usage is the recorded `response.usage` when the traffic has it, else the classifier's
@@ -14,7 +14,7 @@ from __future__ import annotations
 from connectors.litellm_ar.pricing import CostMap
 from gateway.core.types import Usage
 from gateway.ledger.pricing import Price, Pricebook
-from gateway.policy.models import LitellmBackend, Policy
+from gateway.policy.models import AnthropicBackend, LitellmBackend, Policy
 from gateway.simulate.gputime import GpuTime
 
 
@@ -23,11 +23,14 @@ class CostModel:
 
     def __init__(self, policy: Policy, *, gpu_time: GpuTime) -> None:
         cost_map = CostMap()
-        prices: dict[str, Price | None] = {
-            name: cost_map.price(backend.model)
-            for name, backend in policy.backends.items()
-            if isinstance(backend, LitellmBackend) and backend.pricing is None
-        }
+        prices: dict[str, Price | None] = {}
+        for name, backend in policy.backends.items():
+            if backend.pricing is not None:
+                continue
+            if isinstance(backend, LitellmBackend):
+                prices[name] = cost_map.price(backend.model)
+            elif isinstance(backend, AnthropicBackend):
+                prices[name] = cost_map.price(backend.cost_map_model)
         self.pricebook = Pricebook(policy, prices)
         self.gpu_time = gpu_time
         self.baseline = policy.baseline

@@ -16,7 +16,7 @@ import orjson
 
 from gateway.classify.profile import StepProfile
 from gateway.core.records import AttemptRecord, RequestRecord
-from gateway.telemetry.redact import MASK, SECRET_KEYS, redact
+from gateway.core.redact import MASK, SECRET_KEYS, redact
 
 AttrValue = str | bool | int | float | Sequence[str]
 Attributes = dict[str, AttrValue]
@@ -65,7 +65,10 @@ class TraceExtras:
 
 
 def provider_name(attempt: AttemptRecord) -> str:
-    """`gen_ai.provider.name` for one backend call: the litellm provider, or `stepgate.dllm`."""
+    """`gen_ai.provider.name` for one backend call: the litellm provider, `anthropic` for the
+    native Anthropic connector, or `stepgate.dllm`."""
+    if attempt.backend_type == "anthropic":
+        return "anthropic"
     if attempt.backend_type == "litellm":
         prefix, sep, _ = attempt.model.partition("/")
         if sep:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Collection
 
 from gateway.classify.profile import STEP_KINDS
-from gateway.telemetry.redact import looks_secret
+from gateway.core.redact import looks_secret
 
 OTHER = "other"
 NONE = "none"

@@ -17,7 +17,7 @@ import orjson
 
 from gateway.core.money import format_usd
 from gateway.core.records import RequestRecord
-from gateway.telemetry.redact import redact, redact_value, safe_error_message
+from gateway.core.redact import redact, redact_value, safe_error_message
 
 ROOT_LOGGER: Final = "stepgate"
 REQUEST_LOGGER: Final = "stepgate.request"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.pipeline import Finished
+from gateway.recording import Finished
 from gateway.telemetry.genai import TraceExtras
 from gateway.telemetry.logs import log_request
 from gateway.telemetry.metrics import Metrics

@@ -31,6 +31,10 @@ Replies (``set_reply`` and ``ok`` take the same keyword arguments):
 whitespace-separated words in the request's message texts (plus ``system`` for Anthropic),
 ``completion_tokens`` to the number of content tokens plus tool-argument fragments.
 The fake does not truncate at ``max_tokens``: script ``finish_reason="length"`` instead.
+Anthropic only: ``thinking`` (text) puts a thinking block, with a signature, before the answer
+(streamed as thinking_delta fragments, then a signature_delta; its events count no tokens);
+``cache_read_tokens`` / ``cache_creation_tokens`` are reported as ``cache_read_input_tokens`` /
+``cache_creation_input_tokens`` beside ``input_tokens`` (= ``prompt_tokens``).
 
 Behaviours for ``script`` (each is consumed by one completion request, ``GET /v1/models`` consumes
 none; when the FIFO is empty the default reply answers):
@@ -60,9 +64,10 @@ none; when the FIFO is empty the default reply answers):
 * ``echo_auth(code)`` -- an error response (stream or not) whose message quotes the credentials
   the request came with, as a careless provider does: ``Incorrect API key provided: <key>``
   and the whole ``Authorization`` (or ``x-api-key``) value; OpenAI- or Anthropic-shaped;
-* ``stream_error_echo(after_chunks=N, reply=None)`` -- stream: the first N events, then an
-  in-stream error event quoting the credentials the same way, then the end of the stream (no
-  ``[DONE]``, no finish); non-stream: a 500 quoting them.
+* ``stream_error_echo(after_chunks=N, reply=None, code=500)`` -- stream: the first N events,
+  then an in-stream error event quoting the credentials the same way, then the end of the
+  stream (no ``[DONE]``, no finish); non-stream: a ``code`` response quoting them. The error
+  body is the one of a ``code`` response (Anthropic: 529 gives ``overloaded_error``).
 
 ``usage_totals()`` sums what the fake reported in 2xx completion answers: full answers count
 their usage; a cut stream counts its prompt tokens plus the completion tokens of the events
@@ -171,6 +176,9 @@ class Reply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     logprobs: tuple[float, ...] | float | None = None
+    thinking: str | None = None
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
 
     def token_list(self) -> list[str]:
         return list(self.tokens) if self.tokens is not None else split_tokens(self.content)
@@ -260,6 +268,7 @@ class EchoAuth:
 class StreamErrorEcho:
     after_chunks: int
     reply: Reply | None = None
+    code: int = 500
 
 
 Behaviour = (
@@ -297,6 +306,9 @@ def ok(
     completion_tokens: int | None = None,
     logprobs: Iterable[float] | float | None = None,
     tokens: Iterable[str] | None = None,
+    thinking: str | None = None,
+    cache_read_tokens: int = 0,
+    cache_creation_tokens: int = 0,
 ) -> Reply:
     """A successful reply; see the module docstring for the defaults."""
     token_tuple = tuple(tokens) if tokens is not None else None
@@ -317,6 +329,9 @@ def ok(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         logprobs=lp,
+        thinking=thinking,
+        cache_read_tokens=cache_read_tokens,
+        cache_creation_tokens=cache_creation_tokens,
     )
 
 
@@ -372,9 +387,11 @@ def echo_auth(code: int) -> EchoAuth:
     return EchoAuth(code)
 
 
-def stream_error_echo(after_chunks: int, reply: Reply | None = None) -> StreamErrorEcho:
+def stream_error_echo(
+    after_chunks: int, reply: Reply | None = None, *, code: int = 500
+) -> StreamErrorEcho:
     """A stream that sends N events, then an error event quoting the request's credentials."""
-    return StreamErrorEcho(after_chunks, reply)
+    return StreamErrorEcho(after_chunks, reply, code)
 
 
 def credential_echo(headers: dict[str, str]) -> str:
@@ -606,8 +623,19 @@ class _Plan:
     def _tool_id(self, i: int, call: ToolCall) -> str:
         return call.id or f"toolu_fake{self.seq}_{i}"
 
+    def _signature(self) -> str:
+        return f"sig-fake{self.seq}"
+
     def anthropic_json(self) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
+        if self.reply.thinking is not None:
+            content.append(
+                {
+                    "type": "thinking",
+                    "thinking": self.reply.thinking,
+                    "signature": self._signature(),
+                }
+            )
         if self.tokens:
             content.append({"type": "text", "text": self.reply.content})
         for i, call in enumerate(self.reply.tool_calls):
@@ -630,8 +658,8 @@ class _Plan:
             "usage": {
                 "input_tokens": self.prompt_tokens,
                 "output_tokens": self.completion_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": self.reply.cache_creation_tokens,
+                "cache_read_input_tokens": self.reply.cache_read_tokens,
             },
         }
 
@@ -644,6 +672,29 @@ class _Plan:
         message["usage"] = dict(message["usage"], output_tokens=1)
         yield event("message_start", {"type": "message_start", "message": message}), 0
         index = 0
+        if self.reply.thinking is not None:
+            start = {"type": "thinking", "thinking": ""}
+            yield (
+                event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": index, "content_block": start},
+                ),
+                0,
+            )
+            deltas = [
+                {"type": "thinking_delta", "thinking": t} for t in split_tokens(self.reply.thinking)
+            ]
+            deltas.append({"type": "signature_delta", "signature": self._signature()})
+            for delta in deltas:
+                yield (
+                    event(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": index, "delta": delta},
+                    ),
+                    0,
+                )
+            yield event("content_block_stop", {"type": "content_block_stop", "index": index}), 0
+            index += 1
         if self.tokens:
             start = {"type": "text", "text": ""}
             yield (
@@ -1051,7 +1102,7 @@ class FakeUpstream:
         if isinstance(behaviour, EchoAuth | StreamErrorEcho) and not (
             isinstance(behaviour, StreamErrorEcho) and body.get("stream")
         ):
-            code = behaviour.code if isinstance(behaviour, EchoAuth) else 500
+            code = behaviour.code
             echo = credential_echo(headers or {})
             await self._send(writer, code, _error_body(code, anthropic, echo))
             return
@@ -1129,7 +1180,8 @@ class FakeUpstream:
 
         async def error_event(completion: int) -> None:
             self._count(plan, completion)
-            echo = _error_body(500, anthropic, credential_echo(request_headers or {}))
+            code = behaviour.code if isinstance(behaviour, StreamErrorEcho) else 500
+            echo = _error_body(code, anthropic, credential_echo(request_headers or {}))
             event = b"event: error\n" if anthropic else b""
             writer.write(frame(event + b"data: " + orjson.dumps(echo) + b"\n\n"))
             writer.write(b"0\r\n\r\n")
