@@ -42,13 +42,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from harness import cpu_calibration_s  # noqa: E402
 
+from connectors.anthropic.config import AnthropicBackend  # noqa: E402
 from connectors.anthropic.connector import AnthropicConnector  # noqa: E402
 from connectors.base import Connector  # noqa: E402
+from connectors.dllm.config import DllmBackend  # noqa: E402
 from connectors.dllm.connector import DllmConnector  # noqa: E402
+from connectors.litellm_ar.config import LitellmBackend  # noqa: E402
 from connectors.litellm_ar.connector import LitellmConnector, _LitellmModule  # noqa: E402
 from gateway.core.deadline import Deadline  # noqa: E402
 from gateway.core.types import ChatRequest  # noqa: E402
-from gateway.policy.models import AnthropicBackend, DllmBackend, LitellmBackend  # noqa: E402
 
 BODY: dict[str, Any] = {
     "model": "auto",

@@ -29,11 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.dllm import translate as dllm_translate  # noqa: E402
+from connectors.dllm.config import DllmBackend  # noqa: E402
+from connectors.litellm_ar.config import LitellmBackend  # noqa: E402
 from connectors.litellm_ar.connector import LitellmConnector, _LitellmModule  # noqa: E402
 from connectors.litellm_ar.native import resolve  # noqa: E402
 from gateway.core.deadline import Deadline  # noqa: E402
 from gateway.core.types import ChatRequest  # noqa: E402
-from gateway.policy.models import DllmBackend, LitellmBackend  # noqa: E402
 
 BODY: dict[str, Any] = {
     "model": "auto",

@@ -27,9 +27,8 @@ from gateway.limits.keys import KeyLimits, create_key
 from gateway.limits.memory import MemoryStore
 from gateway.limits.redis_store import RedisStore
 from gateway.limits.store import LimitStore
-from gateway.policy.holder import PolicyHolder
 from gateway.routing import decide
-from gateway.wiring import ConnectorFactory
+from gateway.runtime import ConnectorFactory, PolicyHolder
 
 BENCH = Path(__file__).resolve().parent
 TEAM_LIMITS = """

@@ -44,9 +44,9 @@ from typing import Any
 import orjson
 
 from gateway.classify.classifier import Classifier
-from gateway.classify.profile import STEP_KINDS
 from gateway.classify.train import is_fast_route
 from gateway.core.errors import StepgateError
+from gateway.core.profile import STEP_KINDS
 from gateway.core.types import ChatRequest
 from gateway.policy.loader import PolicyLoadError, load_policy
 from gateway.policy.models import Policy

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.core.deadline import Deadline
+from gateway.core.pricing import Price
 from gateway.core.types import ChatRequest, Chunk, Completion
-from gateway.ledger.pricing import Price
 
 
 @dataclass(frozen=True, slots=True)

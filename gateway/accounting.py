@@ -13,7 +13,7 @@ from gateway.core.records import AttemptRecord
 from gateway.core.types import Usage
 from gateway.dispatch import Attempt
 from gateway.limits.cache import CachedAnswer
-from gateway.policy.holder import Generation
+from gateway.runtime import Generation
 
 
 def _costs(

@@ -73,12 +73,9 @@ def upstream_reserve(policy: Policy) -> int:
 
     Each backend's pool may hold its whole size in upstream connections at once.
     """
-    from gateway.policy.models import AnthropicBackend, DllmBackend
-
     pools = sum(
-        backend.max_connections
-        if isinstance(backend, DllmBackend | AnthropicBackend)
-        else _LITELLM_POOL
+        # a family's own pool size, or the HTTP pool litellm keeps per provider
+        int(getattr(backend, "max_connections", _LITELLM_POOL))
         for backend in policy.backends.values()
     )
     return _FIXED_RESERVE + max(_MIN_UPSTREAM_RESERVE, pools)

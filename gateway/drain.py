@@ -92,9 +92,7 @@ class InFlight:
         self._cut = 0
         self._idle: asyncio.Event | None = None
 
-    async def __call__(
-        self, app: ChatHandler, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def __call__(self, app: ChatHandler, scope: Scope, receive: Receive, send: Send) -> None:
         response = _Response(send)
         self._running += 1
         try:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from connectors.base import Connector
+from connectors.families import family
 from gateway import accounting, relay
 from gateway.classify.classifier import Classifier
 from gateway.confidence import Disposition
@@ -30,10 +31,10 @@ from gateway.core.records import RequestRecord
 from gateway.core.types import ChatRequest, Chunk, Completion
 from gateway.dispatch import Attempt
 from gateway.limits.gate import Gate, Reservation
-from gateway.policy.holder import PolicyHolder
 from gateway.recording import Finished, Recorder
 from gateway.relay import StreamOutcome
 from gateway.routing import decide, native_only
+from gateway.runtime import PolicyHolder
 from gateway.trace import RequestContext, Trace
 
 log = logging.getLogger("stepgate.pipeline")
@@ -154,7 +155,7 @@ class Pipeline:
             return "accept"
         answered_by = trace.final_backend or ""
         connector = trace.gen.backends[answered_by][1]
-        fast = connector.backend_type == "dllm"
+        fast = family(connector.backend_type).tier == "fast"
         checks = answer_checks(esc.checks, fast=fast)
         second = None
         if "agreement" in checks:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.classify.profile import StepProfile
+from gateway.core.profile import StepProfile
 from gateway.core.records import RequestRecord
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from gateway.classify.profile import StepProfile
 from gateway.core.errors import BadRequest, UnknownModel
+from gateway.core.profile import StepProfile
 from gateway.policy.models import Escalation, Match, Policy, Route
 
 AUTO = "auto"

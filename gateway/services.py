@@ -17,15 +17,14 @@ from gateway.ledger.writer import Ledger, LedgerOptions
 from gateway.limits.gate import Gate, GateOptions
 from gateway.limits.idempotency import Idempotency
 from gateway.pipeline import Pipeline
-from gateway.policy.holder import Generation, PolicyHolder
 from gateway.policy.models import CircuitBreaker
 from gateway.recording import Recorder
+from gateway.runtime import ConnectorFactory, Generation, PolicyHolder
 from gateway.settings import Settings
 from gateway.telemetry.logs import configure_logging
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.recorder import TelemetryRecorder
 from gateway.telemetry.tracing import Tracer
-from gateway.wiring import ConnectorFactory
 
 log = logging.getLogger("stepgate.health")
 
@@ -121,10 +120,10 @@ class Services:
         if self.settings.policy_poll_s > 0:
             self._tasks.append(asyncio.create_task(self.holder.watch(self.settings.policy_poll_s)))
         policy = self.holder.current.policy
-        if self.settings.preload_ar and any(b.type == "litellm" for b in policy.backends.values()):
+        if self.settings.preload_ar:
             # Off the start-up path: the server answers while litellm loads in a thread, and
             # /readyz shows each AR backend's `ready` flip to true when it is done.
-            self._tasks.append(asyncio.create_task(self.factory.warm_litellm()))
+            self._tasks.append(asyncio.create_task(self.factory.preload(policy)))
 
     async def aclose(self) -> None:
         for task in self._tasks:

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gateway.classify.profile import StepProfile
+from gateway.core.profile import StepProfile
 from gateway.dispatch import Attempt
 from gateway.limits import cache
 from gateway.limits.gate import NOTHING, Reservation
 from gateway.limits.keys import Principal
-from gateway.policy.holder import Generation
 from gateway.routing import RouteDecision
+from gateway.runtime import Generation
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
+from connectors.anthropic.config import AnthropicBackend
 from connectors.anthropic.connector import AnthropicConnector
-from connectors.litellm_ar.pricing import CostMap
+from connectors.cost_map import CostMap
 from gateway.connlimits import upstream_reserve
 from gateway.core.deadline import Deadline
 from gateway.core.errors import (
@@ -30,7 +31,6 @@ from gateway.core.errors import (
 from gateway.core.records import AttemptRecord
 from gateway.core.types import ChatRequest, Chunk, Completion, NativeBody
 from gateway.policy.loader import PolicyLoadError, load_policy, parse_policy
-from gateway.policy.models import AnthropicBackend
 from gateway.simulate.costing import CostModel
 from gateway.simulate.gputime import GpuTime
 from gateway.telemetry.genai import provider_name

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from connectors.anthropic import translate
+from connectors.anthropic.config import AnthropicBackend
 from gateway.core.errors import ProviderRejected
 from gateway.core.types import ChatRequest, NativeBody
-from gateway.policy.models import AnthropicBackend
 
 BACKEND = AnthropicBackend(type="anthropic", model="claude-3-5-haiku-20241022")
 TOOL = {

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from gateway.confidence import Verdict, decide, judge
-from gateway.confidence.validators import prompt_labels
 from gateway.confidence.verdict import HARD_FAIL_CAP, PRIOR_UNCHECKED, PRIOR_VALIDATED, agreement
+from gateway.core.labels import prompt_labels
 from gateway.core.types import ChatRequest, Completion, TokenLogprob, Usage
 from gateway.policy.models import ALL_CHECKS, Escalation
 

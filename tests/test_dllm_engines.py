@@ -16,6 +16,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from connectors.dllm.config import DllmBackend, Engine
 from connectors.dllm.connector import DllmConnector
 from gateway.cli import app
 from gateway.core.deadline import Deadline
@@ -26,7 +27,6 @@ from gateway.core.errors import (
 )
 from gateway.core.types import ChatRequest, Chunk, Completion
 from gateway.policy.loader import PolicyLoadError, load_policy
-from gateway.policy.models import DllmBackend, Engine
 from tests.app_client import running_app
 from tests.fakes.engines import (
     FakeDlmserve,

@@ -7,9 +7,11 @@ from decimal import Decimal
 
 import pytest
 
+from gateway.core.config import Pricing
+from gateway.core.pricing import Price
 from gateway.core.types import Usage
-from gateway.ledger.pricing import Price, Pricebook
-from gateway.policy.models import Policy, Pricing
+from gateway.ledger.pricing import Pricebook
+from gateway.policy.models import Policy
 
 
 def _policy(baseline: str = "ar") -> Policy:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from connectors.litellm_ar.config import LitellmBackend
 from connectors.litellm_ar.connector import LitellmConnector, _LitellmModule
 from gateway.core.deadline import Deadline
 from gateway.core.errors import (
@@ -24,7 +25,6 @@ from gateway.core.errors import (
     ProviderTimeout,
 )
 from gateway.core.types import ChatRequest, Chunk, Completion
-from gateway.policy.models import LitellmBackend
 from tests.fakes.upstream import (
     FakeUpstream,
     persistent,

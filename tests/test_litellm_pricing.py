@@ -7,7 +7,7 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from connectors.litellm_ar.pricing import CostMap
+from connectors.cost_map import CostMap
 from gateway.core.types import Usage
 
 
@@ -23,7 +23,7 @@ def test_known_models_are_priced_from_the_map_and_unknown_ones_are_none() -> Non
 
 def test_reading_the_map_does_not_import_litellm() -> None:
     code = (
-        "import sys; from connectors.litellm_ar.pricing import CostMap; "
+        "import sys; from connectors.cost_map import CostMap; "
         "assert CostMap().price('openai/gpt-4.1-mini'); assert 'litellm' not in sys.modules"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.classify.classifier import Classifier
-from gateway.classify.profile import StepProfile
 from gateway.cli import app
+from gateway.core.profile import StepProfile
 from gateway.ingress.openai import parse_chat
 
 ROOT = Path(__file__).resolve().parents[1]

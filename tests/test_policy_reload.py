@@ -17,8 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.policy.holder import PolicyHolder
-from gateway.wiring import ConnectorFactory
+from gateway.runtime import ConnectorFactory, PolicyHolder
 from tests.app_client import running_app
 from tests.e2e_server import serve
 from tests.fakes.upstream import FakeUpstream

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from gateway.classify.profile import StepProfile
+from gateway.core.profile import StepProfile
 from gateway.core.records import AttemptRecord, RequestRecord
 
 T0 = 1_760_000_000.0

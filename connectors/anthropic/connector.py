@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from connectors.anthropic import translate
+from connectors.anthropic.config import AnthropicBackend
 from connectors.base import Capabilities
 from connectors.http_status import credentials, error_for_status, relayable
 from connectors.openai_wire.http1 import (
@@ -35,9 +36,8 @@ from gateway.core.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from gateway.core.pricing import Price
 from gateway.core.types import ChatRequest, Chunk, Completion
-from gateway.ledger.pricing import Price
-from gateway.policy.models import AnthropicBackend
 
 DIALECT = "anthropic"
 

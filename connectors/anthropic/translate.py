@@ -15,9 +15,9 @@ from typing import Any, Final
 
 import orjson
 
+from connectors.anthropic.config import AnthropicBackend
 from gateway.core.errors import ProviderRejected
 from gateway.core.types import ChatRequest, Chunk, Completion, Message, Usage, usage_count
-from gateway.policy.models import AnthropicBackend
 
 # Anthropic requires `max_tokens`; this is sent when the caller gave no limit.
 DEFAULT_MAX_TOKENS: Final = 4096

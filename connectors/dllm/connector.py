@@ -21,14 +21,14 @@ from typing import Any
 
 from connectors.base import Capabilities
 from connectors.dllm import decide, sglang_generate, translate
+from connectors.dllm.config import DllmBackend
 from connectors.dllm.endpoint import JsonEndpoint
 from connectors.openai_wire.client import OpenAIWire
 from connectors.openai_wire.parse import MalformedReply
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderError, ProviderRejected
+from gateway.core.pricing import Price
 from gateway.core.types import ChatRequest, Chunk, Completion
-from gateway.ledger.pricing import Price
-from gateway.policy.models import DllmBackend
 
 
 class DllmConnector:

@@ -9,7 +9,7 @@ becomes one `choice` question when its label set can be read:
   string `"label"`) or an object schema with exactly one property, an `enum` of strings (the
   answer is `{"<property>": "label"}`);
 - otherwise, with no response format (or `text`), from the prompt, by the same extraction the
-  gateway's `labels` validator uses (`gateway.confidence.validators.request_labels`): the
+  gateway's `labels` validator uses (`gateway.core.labels.request_labels`): the
   answer is the bare label.
 
 The answer's token logprobs hold one entry for the label: logprob = ln P(label), `top` the other
@@ -30,7 +30,7 @@ from typing import Any, Literal
 import orjson
 
 from connectors.openai_wire.parse import MalformedReply
-from gateway.confidence.validators import normalize_label, request_labels
+from gateway.core.labels import normalize_label, request_labels
 from gateway.core.types import ChatRequest, Completion, TokenLogprob, Usage, usage_count
 
 QUESTION_ID = "label"

@@ -18,9 +18,9 @@ import orjson
 
 from connectors.http_status import credentials, error_for_status, relayable
 from connectors.openai_wire.http1 import Http1Pool, UpstreamError, UpstreamTimeout, sse_lines
+from gateway.core.config import Timeouts
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from gateway.policy.models import Timeouts
 
 
 class JsonEndpoint:

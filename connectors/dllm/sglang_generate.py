@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
+from connectors.dllm.config import DllmBackend, GenerateTemplate
 from connectors.openai_wire.parse import MalformedReply
 from gateway.core.types import ChatRequest, Chunk, Completion, TokenLogprob, Usage, usage_count
-from gateway.policy.models import DllmBackend, GenerateTemplate
 
 # Sampling parameters a caller may send that `/generate`'s `sampling_params` takes by the same
 # name. `seed` is not among them (SGLang's `sampling_seed` is refused by some dLLM algorithms).

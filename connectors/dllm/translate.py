@@ -37,9 +37,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.dllm.config import DllmBackend, Engine
 from gateway.core import params
 from gateway.core.types import ChatRequest
-from gateway.policy.models import DllmBackend, Engine
 
 # What an OpenAI-compatible dLLM server takes from the caller: OpenAI's chat parameters and the
 # samplers vLLM and SGLang document; the diffusion knobs come from the policy only.

@@ -19,6 +19,7 @@ from typing import Any
 
 from connectors.base import Capabilities
 from connectors.litellm_ar import translate
+from connectors.litellm_ar.config import LitellmBackend
 from connectors.litellm_ar.errors import map_exception
 from connectors.litellm_ar.native import NativeTransport, resolve
 from connectors.openai_wire.client import OpenAIWire
@@ -29,9 +30,8 @@ from gateway.core.errors import (
     ProviderRejected,
     ProviderTimeout,
 )
+from gateway.core.pricing import Price
 from gateway.core.types import ChatRequest, Chunk, Completion
-from gateway.ledger.pricing import Price
-from gateway.policy.models import LitellmBackend
 
 log = logging.getLogger(__name__)
 

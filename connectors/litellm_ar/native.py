@@ -21,11 +21,11 @@ from typing import Any
 
 import orjson
 
+from connectors.litellm_ar.config import LitellmBackend
 from connectors.litellm_ar.errors import map_exception
 from connectors.openai_wire.client import OpenAIWire
 from gateway.core.errors import ProviderError
 from gateway.core.types import ChatRequest
-from gateway.policy.models import LitellmBackend
 
 NATIVE_PROVIDERS = frozenset({"openai", "hosted_vllm"})
 MAX_CONNECTIONS = 256

@@ -25,10 +25,10 @@ from connectors.openai_wire.http1 import (
     sse_lines,
 )
 from connectors.openai_wire.parse import MalformedReply, parse_chunk, parse_completion
+from gateway.core.config import Timeouts
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from gateway.core.types import Chunk, Completion
-from gateway.policy.models import Timeouts
 
 
 class OpenAIWire:

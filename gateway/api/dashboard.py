@@ -36,8 +36,8 @@ from gateway.api.admin_auth import (
 from gateway.api.origin import request_scheme, require_same_origin
 from gateway.api.sessions import SessionStore, admin_fingerprint
 from gateway.api.spend import LedgerUnavailable, _one, _parse, bad_request
-from gateway.classify.profile import STEP_KINDS
 from gateway.core.errors import BadRequest
+from gateway.core.profile import STEP_KINDS
 from gateway.ledger import recent
 from gateway.ledger.queries import QueryError
 from gateway.ledger.writer import Ledger

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from gateway.api.admin_auth import require_admin
 from gateway.core.redact import redact_strings
-from gateway.policy.holder import Generation
+from gateway.runtime import Generation
 from gateway.settings import Settings
 
 

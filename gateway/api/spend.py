@@ -23,7 +23,7 @@ from gateway.health.breaker import Breakers, is_up
 from gateway.ledger import queries
 from gateway.ledger.tables import GRAINS
 from gateway.ledger.writer import Ledger
-from gateway.policy.holder import Generation
+from gateway.runtime import Generation
 
 COMMON = ("since", "until", "range", "team", "route", "kind", "backend", "group_by")
 SUMMARY_PARAMS = frozenset(COMMON)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from gateway.classify.features import StepFeatures, extract
 from gateway.classify.model import LinearModel
-from gateway.classify.profile import STEP_KINDS, Evidence, StepKind, StepProfile
 from gateway.core.errors import BadRequest
+from gateway.core.profile import STEP_KINDS, Evidence, StepKind, StepProfile
 from gateway.core.types import ChatRequest
 
 HINT_KIND_HEADER = "x-step-kind"

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gateway.classify.profile import STEP_KINDS, StepKind
+from gateway.core.profile import STEP_KINDS, StepKind
 
 FORMAT = "stepgate-linear-v2"
 N_OUT = len(STEP_KINDS) + 1  # seven kind logits, then the deep-vs-fast logit

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.classify.classifier import Classifier
-from gateway.classify.profile import STEP_KINDS
 from gateway.classify.train import Step, is_fast_route
+from gateway.core.profile import STEP_KINDS
 from gateway.policy.models import Policy
 from gateway.routing import decide
 

@@ -17,10 +17,11 @@ from typing import Any
 
 import orjson
 
+from connectors.families import family
 from gateway.classify.classifier import Classifier
 from gateway.classify.features import HASH_BITS, extract
 from gateway.classify.model import DEEP, N_OUT, LinearModel
-from gateway.classify.profile import STEP_KINDS
+from gateway.core.profile import STEP_KINDS
 from gateway.core.types import ChatRequest
 from gateway.policy.models import Policy
 from gateway.routing import decide
@@ -237,7 +238,7 @@ def calibrate(model: LinearModel, steps: Iterable[Step]) -> LinearModel:
 
 def is_fast_route(policy: Policy, target: str) -> bool:
     backend = policy.backends.get(target)
-    return backend is not None and backend.type == "dllm"
+    return backend is not None and family(backend.type).tier == "fast"
 
 
 def evaluate(classifier: Classifier, steps: Iterable[Step], policy: Policy) -> EvalReport:

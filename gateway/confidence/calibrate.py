@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from gateway.classify.profile import STEP_KINDS
 from gateway.confidence.verdict import judge
+from gateway.core.profile import STEP_KINDS
 from gateway.core.types import ChatRequest, Completion, TokenLogprob, Usage
 from gateway.policy.models import ALL_CHECKS
 

@@ -40,10 +40,9 @@ from gateway.confidence.validators import (
     enum_values,
     expected_json,
     looks_like_json,
-    normalize_label,
     parse_json,
-    request_labels,
 )
+from gateway.core.labels import normalize_label, request_labels
 from gateway.core.types import ChatRequest, Completion
 from gateway.policy.models import Escalation
 

@@ -269,4 +269,3 @@ class GatewayError(StepgateError):
 def retry_after_header(seconds: float) -> dict[str, str]:
     """`Retry-After` in whole seconds, rounded up, at least 1."""
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
-

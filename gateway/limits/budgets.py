@@ -14,11 +14,11 @@ from typing import Literal
 
 from sqlalchemy import Engine, func, select
 
-from gateway.classify.profile import StepProfile
+from gateway.core.profile import StepProfile
 from gateway.core.types import ChatRequest, Usage
 from gateway.ledger.tables import requests, rollups
-from gateway.policy.holder import Generation
 from gateway.routing import RouteDecision
+from gateway.runtime import Generation
 
 Scope = Literal["key", "team"]
 Period = Literal["daily", "monthly"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.classify.profile import StepProfile
+from gateway.core.profile import StepProfile
 from gateway.core.types import ChatRequest, Completion, Usage
 from gateway.policy.limits_models import CachePolicy
 

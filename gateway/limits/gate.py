@@ -27,18 +27,18 @@ from typing import NamedTuple
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.classify.profile import StepProfile
 from gateway.core.errors import BudgetExhausted, RateLimited, Unauthorized
 from gateway.core.money import format_usd, usd_to_nanos
+from gateway.core.profile import StepProfile
 from gateway.core.records import RequestRecord
 from gateway.core.types import ChatRequest, Completion
 from gateway.limits import budgets, cache
 from gateway.limits.keys import PREFIX, KeyCache, Principal, presented_key
 from gateway.limits.memory import MemoryStore
 from gateway.limits.store import Bucket, Counter, LimitStore, Seed, StoreUnavailable
-from gateway.policy.holder import Generation
 from gateway.policy.limits_models import TeamLimits
 from gateway.routing import RouteDecision
+from gateway.runtime import Generation
 
 log = logging.getLogger("stepgate.limits")
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.classify.profile import StepKind
+from gateway.core.profile import StepKind
 
 StoreErrorMode = Literal["open", "closed"]
 

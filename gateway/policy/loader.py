@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from connectors.families import BY_TYPE, FAMILIES
 from gateway.core.redact import redact
 from gateway.policy.models import Policy, cross_check
 
@@ -261,11 +262,9 @@ def _describe(err: Any, data: Any) -> str:
     if kind == "missing":
         return f"{loc}: required key is missing; add it"
     if kind == "union_tag_invalid":
-        return (
-            f"{loc}: unknown backend type; use `type: dllm`, `type: litellm` or `type: anthropic`"
-        )
+        return f"{loc}: unknown backend type; use {_backend_types()}"
     if kind == "union_tag_not_found":
-        return f"{loc}: backend needs `type: dllm`, `type: litellm` or `type: anthropic`"
+        return f"{loc}: backend needs {_backend_types()}"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"{loc}: got {err.get('input')!r}; expected one of {expected}"
@@ -274,6 +273,12 @@ def _describe(err: Any, data: Any) -> str:
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return f"{loc}: {text} (got {got!r})"
     return f"{loc}: {text}"
+
+
+def _backend_types() -> str:
+    """`type: dllm`, `type: litellm` or `type: anthropic`: every family's tag."""
+    tags = [f"`type: {f.tag}`" for f in FAMILIES]
+    return ", ".join(tags[:-1]) + f" or {tags[-1]}" if len(tags) > 1 else tags[0]
 
 
 def _siblings(loc: tuple[Any, ...]) -> list[str]:
@@ -287,13 +292,9 @@ def _siblings(loc: tuple[Any, ...]) -> list[str]:
         field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
         if field is None:
             # dict key or union tag: look the tag up by backend type
-            tag_model = {
-                "dllm": models.DllmBackend,
-                "litellm": models.LitellmBackend,
-                "anthropic": models.AnthropicBackend,
-            }.get(part)
-            if tag_model is not None:
-                model = tag_model
+            tagged = BY_TYPE.get(part)
+            if tagged is not None:
+                model = tagged.config
             continue
         model = _inner_model(field.annotation)
     return list(model.model_fields) if model is not None and hasattr(model, "model_fields") else []

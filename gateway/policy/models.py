@@ -7,238 +7,20 @@ problem can be reported at its own file position.
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from gateway.classify.profile import StepKind
+from connectors.families import FAMILIES, family
+from gateway.core.config import BackendConfig, Problem, Strict
+from gateway.core.profile import StepKind
 from gateway.policy.limits_models import CachePolicy, LimitsPolicy
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _env_name(value: str | None) -> str | None:
-    """`api_key_env` names a variable; its value (a key pasted in, or `${VAR}` expanded) is
-    refused without being echoed."""
-    if value is not None and not _ENV_NAME.match(value):
-        raise ValueError(
-            "api_key_env must name an environment variable (letters, digits, `_`), e.g. "
-            "`api_key_env: OPENAI_API_KEY`; this value looks like a key or an expanded "
-            "`${VAR}`: write the variable's name, not `${...}`"
-        )
-    return value
-
-
-class Timeouts(Strict):
-    """How long to wait for a backend, per phase (every wait also ends at the request deadline).
-
-    `request_s` bounds the wait for the answer's headers and, without streaming, for the whole
-    answer. For a stream, `first_token_s` bounds the wait from sending to the first chunk, and
-    `stall_s` the silence allowed between two chunks after it; either falls back to `request_s`
-    when not given."""
-
-    connect_s: float = Field(default=5.0, gt=0)
-    request_s: float = Field(default=60.0, gt=0)
-    first_token_s: float | None = Field(default=None, gt=0)
-    stall_s: float | None = Field(default=None, gt=0)
-
-    @property
-    def first_token(self) -> float:
-        return self.first_token_s if self.first_token_s is not None else self.request_s
-
-    @property
-    def stall(self) -> float:
-        return self.stall_s if self.stall_s is not None else self.request_s
-
-
-class Pricing(Strict):
-    """Either token prices ($ per million tokens) or a GPU-hour price converted by measured time."""
-
-    input_per_mtok_usd: Decimal | None = Field(default=None, ge=0)
-    output_per_mtok_usd: Decimal | None = Field(default=None, ge=0)
-    cached_input_per_mtok_usd: Decimal | None = Field(default=None, ge=0)
-    gpu_hour_usd: Decimal | None = Field(default=None, ge=0)
-
-    @model_validator(mode="after")
-    def _one_scheme(self) -> Pricing:
-        tokens = self.input_per_mtok_usd is not None or self.output_per_mtok_usd is not None
-        if tokens and self.gpu_hour_usd is not None:
-            raise ValueError(
-                "give either input_per_mtok_usd/output_per_mtok_usd or gpu_hour_usd, not both"
-            )
-        if not tokens and self.gpu_hour_usd is None:
-            raise ValueError("give input_per_mtok_usd and output_per_mtok_usd, or gpu_hour_usd")
-        if tokens and (self.input_per_mtok_usd is None or self.output_per_mtok_usd is None):
-            raise ValueError("token pricing needs both input_per_mtok_usd and output_per_mtok_usd")
-        return self
-
-
-class DiffusionKnobs(Strict):
-    """Generic diffusion decoding knobs, valid on every engine.
-
-    Engines that take them per request get them under their own names (dlmserve:
-    `num_denoising_steps`, `block_length`, `target_length`; ollada: `steps`, `block_length`,
-    `gen_length`, `threshold`). For engines whose knobs are launch settings (vllm, sglang,
-    mistralrs, mercury, openai) nothing is sent: the block records how that pool was launched,
-    so one policy can describe several pools of one engine (a canvas-32 and a canvas-256 vLLM,
-    say) and route between them. The table is in `connectors.dllm.translate`."""
-
-    steps: int | None = Field(default=None, ge=1, le=4096)
-    block_length: int | None = Field(default=None, ge=1, le=8192)
-    canvas_length: int | None = Field(default=None, ge=1, le=32768)
-    threshold: float | None = Field(default=None, gt=0, le=1)
-
-
-Engine = Literal["vllm", "sglang", "mercury", "dlmserve", "mistralrs", "ollada", "openai"]
-# Inception's documented `reasoning_effort` values (Mercury 2 chat).
-ReasoningEffort = Literal["instant", "low", "medium", "high"]
-_CONTENT = "{content}"
-
-
-class GenerateTemplate(Strict):
-    """How a chat becomes the text SGLang's native `/generate` takes: each message rendered by
-    its role's format (`{content}` is replaced by the message's text, nothing else is
-    interpreted), then `generation`, the prefix the answer follows. A request with a message
-    whose role has no format here (e.g. an assistant turn without `assistant`) is sent to the
-    OpenAI endpoint instead, so a partial template is never guessed at. `default_system` is
-    rendered with `system` when the request has no system message."""
-
-    system: str | None = None
-    user: str = Field(min_length=1)
-    assistant: str | None = None
-    generation: str = Field(min_length=1)
-    default_system: str | None = None
-
-    @model_validator(mode="after")
-    def _placeholders(self) -> GenerateTemplate:
-        for role in ("system", "user", "assistant"):
-            value = getattr(self, role)
-            if value is not None and value.count(_CONTENT) != 1:
-                raise ValueError(
-                    f"generate_template.{role} must contain `{_CONTENT}` exactly once (where "
-                    f"the message's text goes); got {value!r}"
-                )
-        if _CONTENT in self.generation:
-            raise ValueError(
-                "generate_template.generation is the prefix the answer follows (e.g. "
-                "`<role>ASSISTANT</role>`): it takes no `{content}`"
-            )
-        if self.default_system is not None and self.system is None:
-            raise ValueError("generate_template.default_system needs a `system` format")
-        return self
-
-
-class Decide(Strict):
-    """Inception Mercury Decide: classify steps answered by `POST {base_url}/decisions` (a
-    System One `choice` question over the step's labels), the chosen label's calibrated
-    probability returned as its token confidence. Other steps use the chat endpoint."""
-
-    model: str = Field(default="mercury-decide", min_length=1)
-
-
-class DllmBackend(Strict):
-    type: Literal["dllm"]
-    engine: Engine
-    base_url: str = Field(pattern=r"^https?://")
-    model: str = Field(min_length=1)
-    api_key_env: str | None = None
-    _api_key_env = field_validator("api_key_env")(_env_name)
-    # Tokens the model takes (prompt and answer); when the step's estimate exceeds it, the
-    # backend is passed over for the route's `context_fallbacks` before any call.
-    context_window: int | None = Field(default=None, ge=1)
-    timeouts: Timeouts = Timeouts()
-    diffusion: DiffusionKnobs | None = None
-    # Ask the engine for per-token logprobs (ignored by engines that return none).
-    logprobs: bool = True
-    top_logprobs: int = Field(default=0, ge=0, le=20)
-    # mercury only: sent as `reasoning_effort` on every chat call.
-    reasoning_effort: ReasoningEffort | None = None
-    # mercury only: answer classify steps through Mercury Decide.
-    decide: Decide | None = None
-    # sglang only: with it, calls that want logprobs go to the native /generate.
-    generate_template: GenerateTemplate | None = None
-    pricing: Pricing | None = None
-    max_connections: int = Field(default=256, ge=1)
-
-
-class LitellmBackend(Strict):
-    type: Literal["litellm"]
-    # litellm model string, provider-prefixed: "openai/gpt-4o-mini", "anthropic/claude-...".
-    model: str = Field(min_length=1, pattern=r"^[^/\s]+/\S+$")
-    api_key_env: str | None = None
-    _api_key_env = field_validator("api_key_env")(_env_name)
-    base_url: str | None = None
-    # Tokens the model takes (prompt and answer); when the step's estimate exceeds it, the
-    # backend is passed over for the route's `context_fallbacks` before any call.
-    context_window: int | None = Field(default=None, ge=1)
-    timeouts: Timeouts = Timeouts()
-    # Overrides litellm's cost map for this backend.
-    pricing: Pricing | None = None
-    # `auto`: a provider that speaks OpenAI's chat-completions wire natively (litellm's `openai`,
-    # i.e. also any OpenAI-compatible `base_url`, and `hosted_vllm`) is called over Stepgate's
-    # own HTTP client, litellm still resolving the provider and mapping the parameters;
-    # every other provider goes through `litellm.acompletion`. `litellm`: always acompletion.
-    transport: Literal["auto", "litellm"] = "auto"
-
-    @model_validator(mode="after")
-    def _url(self) -> LitellmBackend:
-        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
-        return self
-
-
-class AnthropicBackend(Strict):
-    """Anthropic's Messages API (`POST {base_url}/v1/messages`) over Stepgate's own HTTP client."""
-
-    type: Literal["anthropic"]
-    # The bare Anthropic model id: "claude-3-5-haiku-20241022", "claude-sonnet-4-5".
-    model: str = Field(min_length=1)
-    api_key_env: str = "ANTHROPIC_API_KEY"
-    _api_key_env = field_validator("api_key_env")(_env_name)
-    base_url: str = Field(default="https://api.anthropic.com", pattern=r"^https?://")
-    anthropic_version: str = Field(default="2023-06-01", pattern=r"^\d{4}-\d{2}-\d{2}$")
-    # Tokens the model takes (prompt and answer); when the step's estimate exceeds it, the
-    # backend is passed over for the route's `context_fallbacks` before any call.
-    context_window: int | None = Field(default=None, ge=1)
-    timeouts: Timeouts = Timeouts()
-    # Overrides the list price from litellm's offline cost map (`anthropic/<model>`).
-    pricing: Pricing | None = None
-    max_connections: int = Field(default=256, ge=1)
-
-    @field_validator("model")
-    @classmethod
-    def _bare_model(cls, value: str) -> str:
-        if "/" in value or any(c.isspace() for c in value):
-            raise ValueError(
-                f"model is the bare Anthropic model id, e.g. `claude-3-5-haiku-20241022`; got "
-                f"{value!r} (`anthropic/...` is litellm's spelling: use it with `type: litellm`)"
-            )
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _origin(cls, value: str) -> str:
-        if value.rstrip("/").endswith(("/v1", "/v1/messages")):
-            raise ValueError(
-                f"base_url is the API's root, e.g. `https://api.anthropic.com`; the connector "
-                f"appends /v1/messages itself (got {value!r})"
-            )
-        return value
-
-    @property
-    def cost_map_model(self) -> str:
-        """This model's key in litellm's cost map (read without litellm: CostMap)."""
-        return f"anthropic/{self.model}"
-
-
-Backend = Annotated[DllmBackend | LitellmBackend | AnthropicBackend, Field(discriminator="type")]
+# A backend's config: one model per family, told apart by `type` (connectors.families).
+if TYPE_CHECKING:
+    Backend = BackendConfig
+else:
+    Backend = Annotated[Union[tuple(f.config for f in FAMILIES)], Field(discriminator="type")]  # noqa: UP007
 
 
 class FloatRange(Strict):
@@ -420,10 +202,6 @@ class Policy(Strict):
         return None
 
 
-# (loc, message) pairs; loc addresses the offending node in the YAML document.
-Problem = tuple[tuple[str | int, ...], str]
-
-
 def cross_check(policy: Policy) -> list[Problem]:
     """References between parts of a shape-valid policy; each problem with its location."""
     problems: list[Problem] = []
@@ -480,7 +258,8 @@ def cross_check(policy: Policy) -> list[Problem]:
         target = pinned.backend
         backend_ref(("aliases", alias), target, f"aliases.{alias}")
         if (
-            isinstance(policy.backends.get(target), DllmBackend)
+            target in policy.backends
+            and family(policy.backends[target].type).tier == "fast"
             and policy.alias_escalation(pinned) is None
             and pinned.checks != "none"
         ):
@@ -498,41 +277,7 @@ def cross_check(policy: Policy) -> list[Problem]:
                 (("aliases", alias), f"alias {alias!r} shadows a route name or 'auto'; rename it")
             )
     for name, backend in policy.backends.items():
-        if isinstance(backend, DllmBackend):
-            problems.extend(_dllm_problems(name, backend))
-    return problems
-
-
-# Backend fields that only one engine takes: field -> (engine, what it is for).
-_ENGINE_FIELDS = {
-    "reasoning_effort": ("mercury", "Inception's Mercury chat parameter"),
-    "decide": ("mercury", "Inception's Mercury Decide endpoint"),
-    "generate_template": ("sglang", "the prompt template for SGLang's native /generate"),
-}
-
-
-def _dllm_problems(name: str, backend: DllmBackend) -> list[Problem]:
-    """Engine-specific fields on the wrong engine, and a /generate template nothing uses."""
-    problems: list[Problem] = []
-    for key, (engine, what) in _ENGINE_FIELDS.items():
-        if getattr(backend, key) is not None and backend.engine != engine:
-            problems.append(
-                (
-                    ("backends", name, key),
-                    f"`{key}` is {what}: it is taken only with `engine: {engine}` (this "
-                    f"backend's engine is {backend.engine!r}); remove it, or point the backend "
-                    f"at a {engine} server",
-                )
-            )
-    if backend.generate_template is not None and not backend.logprobs:
-        problems.append(
-            (
-                ("backends", name, "generate_template"),
-                "generate_template is used only to ask /generate for token confidence, and "
-                "this backend has `logprobs: false`: every call goes to the OpenAI endpoint; "
-                "remove the template or set `logprobs: true`",
-            )
-        )
+        problems.extend(family(backend.type).problems(name, backend))
     return problems
 
 

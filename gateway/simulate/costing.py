@@ -11,10 +11,12 @@ the policy's baseline backend, as in the ledger.
 
 from __future__ import annotations
 
-from connectors.litellm_ar.pricing import CostMap
+from connectors.cost_map import CostMap
+from connectors.families import family
+from gateway.core.pricing import Price
 from gateway.core.types import Usage
-from gateway.ledger.pricing import Price, Pricebook
-from gateway.policy.models import AnthropicBackend, LitellmBackend, Policy
+from gateway.ledger.pricing import Pricebook
+from gateway.policy.models import Policy
 from gateway.simulate.gputime import GpuTime
 
 
@@ -27,10 +29,7 @@ class CostModel:
         for name, backend in policy.backends.items():
             if backend.pricing is not None:
                 continue
-            if isinstance(backend, LitellmBackend):
-                prices[name] = cost_map.price(backend.model)
-            elif isinstance(backend, AnthropicBackend):
-                prices[name] = cost_map.price(backend.cost_map_model)
+            prices[name] = family(backend.type).list_price(backend, cost_map)
         self.pricebook = Pricebook(policy, prices)
         self.gpu_time = gpu_time
         self.baseline = policy.baseline

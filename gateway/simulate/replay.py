@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.classify.classifier import Classifier
-from gateway.classify.profile import StepProfile
 from gateway.core.errors import StepgateError
 from gateway.core.money import format_usd
+from gateway.core.profile import StepProfile
 from gateway.core.types import Usage
 from gateway.policy.models import Policy
 from gateway.routing import AUTO, decide

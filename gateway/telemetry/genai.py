@@ -14,7 +14,8 @@ from typing import Any, Final
 
 import orjson
 
-from gateway.classify.profile import StepProfile
+from connectors.families import BY_TYPE
+from gateway.core.profile import StepProfile
 from gateway.core.records import AttemptRecord, RequestRecord
 from gateway.core.redact import MASK, SECRET_KEYS, redact
 
@@ -26,25 +27,6 @@ REQUEST_SPAN: Final = "stepgate.request"
 CLASSIFY_SPAN: Final = "stepgate.classify"
 ESCALATION_SPAN: Final = "stepgate.escalation"
 _NANOS_PER_USD: Final = 1e9
-
-# litellm model prefixes -> `gen_ai.provider.name` well-known values.
-_LITELLM_PROVIDERS: Final[Mapping[str, str]] = {
-    "openai": "openai",
-    "text-completion-openai": "openai",
-    "anthropic": "anthropic",
-    "azure": "azure.ai.openai",
-    "azure_ai": "azure.ai.inference",
-    "bedrock": "aws.bedrock",
-    "gemini": "gcp.gemini",
-    "vertex_ai": "gcp.vertex_ai",
-    "mistral": "mistral_ai",
-    "groq": "groq",
-    "cohere": "cohere",
-    "deepseek": "deepseek",
-    "perplexity": "perplexity",
-    "xai": "x_ai",
-    "watsonx": "ibm.watsonx.ai",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +47,12 @@ class TraceExtras:
 
 
 def provider_name(attempt: AttemptRecord) -> str:
-    """`gen_ai.provider.name` for one backend call: the litellm provider, `anthropic` for the
-    native Anthropic connector, or `stepgate.dllm`."""
-    if attempt.backend_type == "anthropic":
-        return "anthropic"
-    if attempt.backend_type == "litellm":
-        prefix, sep, _ = attempt.model.partition("/")
-        if sep:
-            return _LITELLM_PROVIDERS.get(prefix, prefix)
-        return "openai" if attempt.model.startswith(("gpt-", "o1", "o3", "o4")) else "litellm"
-    return f"stepgate.{attempt.backend_type}" if attempt.backend_type else "stepgate"
+    """`gen_ai.provider.name` for one backend call, as its family names it (the litellm
+    provider, `anthropic`, `stepgate.dllm`)."""
+    found = BY_TYPE.get(attempt.backend_type)
+    if found is None:
+        return f"stepgate.{attempt.backend_type}" if attempt.backend_type else "stepgate"
+    return found.provider(attempt.model)
 
 
 def usd(nanos: int | None) -> float | None:

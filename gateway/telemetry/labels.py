@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
-from gateway.classify.profile import STEP_KINDS
+from gateway.core.profile import STEP_KINDS
 from gateway.core.redact import looks_secret
 
 OTHER = "other"

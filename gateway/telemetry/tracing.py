@@ -18,7 +18,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import TYPE_CHECKING, Final
 
-from gateway.classify.profile import StepProfile
+from gateway.core.profile import StepProfile
 from gateway.core.records import AttemptRecord, RequestRecord
 from gateway.telemetry import genai
 from gateway.telemetry.genai import Attributes, TraceExtras

@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
+from connectors.dllm.config import DllmBackend
 from connectors.dllm.connector import DllmConnector
+from connectors.litellm_ar.config import LitellmBackend
 from connectors.litellm_ar.connector import LitellmConnector, _LitellmModule
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderRejected
 from gateway.core.types import ChatRequest
-from gateway.policy.models import DllmBackend, LitellmBackend
 from tests.fakes.upstream import FakeUpstream
 
 SECRET = "sk-test-canary-openai-0123456789abcdef"

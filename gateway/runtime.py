@@ -1,5 +1,8 @@
-"""The live policy generation, swapped atomically on reload.
+"""The runtime a policy is wired into: connectors built per backend family, and the live
+policy generation, swapped atomically on reload.
 
+`ConnectorFactory` builds each backend's connector through its family's plug-in
+(`connectors.families`), reusing an unchanged backend's connector (and its pool) on reload.
 A `Generation` bundles a validated policy with the connectors and dispatcher built for it.
 Requests take `holder.current` once and keep it to the end, so an in-flight request finishes
 on the generation it started with. Connectors dropped by a reload are closed after a grace
@@ -11,19 +14,55 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.base import Connector
+from connectors.cost_map import CostMap
+from connectors.families import FAMILIES, family
+from connectors.family import Builder
 from gateway.dispatch import Dispatcher
 from gateway.health.breaker import Breakers
 from gateway.ledger.pricing import Pricebook
 from gateway.policy.loader import PolicyLoadError, load_policy
 from gateway.policy.models import Backend, Policy
-from gateway.wiring import ConnectorFactory
 
 log = logging.getLogger("stepgate.policy")
+
+
+class ConnectorFactory:
+    """Creates connectors, reusing an unchanged backend's connector (and its pool) on reload.
+    One builder per family for the factory's life: what a family's connectors share (e.g. the
+    lazily imported litellm) is shared across reloads."""
+
+    def __init__(self) -> None:
+        self._builders: dict[str, Builder] = {f.tag: f.builder() for f in FAMILIES}
+
+    def build(
+        self, policy: Policy, previous: Mapping[str, tuple[Backend, Connector]] | None = None
+    ) -> dict[str, tuple[Backend, Connector]]:
+        out: dict[str, tuple[Backend, Connector]] = {}
+        cost_map = CostMap()  # parsed on first use, dropped after this build
+        for name, config in policy.backends.items():
+            old = (previous or {}).get(name)
+            if old is not None and old[0] == config:
+                out[name] = old
+                continue
+            price = family(config.type).list_price(config, cost_map)
+            out[name] = (config, self._builders[config.type].build(name, config, list_price=price))
+        return out
+
+    def warmed(self, backend_type: str) -> bool:
+        return self._builders[backend_type].warmed
+
+    async def preload(self, policy: Policy) -> None:
+        """Warm the families the policy uses that load something (litellm's import), now,
+        instead of on their first request."""
+        used = {config.type for config in policy.backends.values()}
+        for f in FAMILIES:
+            if f.preload and f.tag in used:
+                await self._builders[f.tag].warm()
 
 
 @dataclass(frozen=True, slots=True)

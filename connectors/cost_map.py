@@ -1,4 +1,5 @@
-"""litellm's offline cost map, read as JSON without importing litellm (keeps start-up cheap)."""
+"""litellm's offline cost map (list prices of hosted models), read as JSON without importing
+litellm (keeps start-up cheap). Shared by the families whose providers it prices."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import orjson
 
 from gateway.core.money import NANOS_PER_USD
-from gateway.ledger.pricing import Price
+from gateway.core.pricing import Price
 
 COST_MAP_FILE = "model_prices_and_context_window_backup.json"
 
