@@ -72,7 +72,7 @@ KEY_ENV = "BENCH_ANTHROPIC_KEY"
 _SERVER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from tests.fakes.upstream import FakeUpstream
+from tests.support.fakes.upstream import FakeUpstream
 fake = FakeUpstream(dialect="anthropic").start()
 fake.set_reply({answer!r})
 fake.latency_s = {latency!r}

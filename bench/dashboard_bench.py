@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 from harness import machine_info  # noqa: E402
 
 from gateway.db.engine import normalize_url  # noqa: E402
-from tests.e2e_server import serve  # noqa: E402
-from tests.test_dashboard_browser import Page, chromium  # noqa: E402
+from tests.ledger.test_dashboard_browser import Page, chromium  # noqa: E402
+from tests.support.e2e_server import serve  # noqa: E402
 
 ADMIN = "bench-admin-key-0123456789abcdef"
 VIEWS = (

@@ -4,7 +4,8 @@
                            [--modes refused,503] [--breaker on,off] [--direct-s 20]
     python bench/outage.py --outage-at-s 5 --outage-s 10 --total-s 30 --direct-s 8   # quick
 
-Upstreams: two `tests.fakes.upstream.FakeUpstream`s in a helper process (so their CPU is not on
+Upstreams: two `tests.support.fakes.upstream.FakeUpstream`s in a helper process (so their CPU
+is not on
 the clients' GIL): a vLLM-style dLLM (logprobs, `--dllm-latency-s`, default 50 ms) and an
 OpenAI-compatible AR model (`--ar-latency-s`, default 50 ms, so "open" and "before" latencies
 compare directly). The AR fallback is a `type: litellm` backend, `openai/gpt-4.1-mini` at the
@@ -177,7 +178,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 def upstreams_main(conn: Connection, dllm_latency_s: float, ar_latency_s: float) -> None:
     """The helper process: two fakes and the relay; answers commands on `conn`."""
     sys.path.insert(0, str(h.REPO))
-    from tests.fakes.upstream import FakeUpstream, persistent, status
+    from tests.support.fakes.upstream import FakeUpstream, persistent, status
 
     dllm = FakeUpstream(dialect="vllm").start()
     ar = FakeUpstream(dialect="openai").start()

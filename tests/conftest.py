@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.fixtures import *  # noqa: F403 - fixtures are collected by name
-from tests.fakes.upstream import FakeUpstream
+from tests.support.fakes.fixtures import *  # noqa: F403 - fixtures are collected by name
+from tests.support.fakes.upstream import FakeUpstream
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -84,7 +84,7 @@ def policy_file(
 @pytest.fixture
 def client(policy_file: Path, tmp_path: Path) -> Iterator[object]:
     """The app in-process (lifespan run), driven through Starlette's TestClient."""
-    from tests.app_client import running_app
+    from tests.support.app_client import running_app
 
     with running_app(policy_file, tmp_path) as c:
         yield c

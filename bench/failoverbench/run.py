@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e_server import free_port, serve  # noqa: E402
+from tests.support.e2e_server import free_port, serve  # noqa: E402
 
 
 def git(*args: str, cwd: Path) -> str | None:

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from gateway.db.migrate import upgrade
 from gateway.ledger.commands import register
-from tests.e2e_server import serve
 from tests.security.support import ADMIN, BEARER, admin_app, idle_policy
-from tests.test_ledger_support import sqlite_url, temp_postgres
+from tests.support.e2e_server import serve
+from tests.support.ledger import sqlite_url, temp_postgres
 
 SPEND = ("/v1/spend/summary", "/v1/spend/timeseries", "/v1/spend/escalations")
 DASHBOARD = ("/dashboard/api/requests", "/dashboard/api/keys")

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from gateway.connlimits import inbound_cap
 from gateway.settings import Settings
-from tests.e2e_server import serve
+from tests.support.e2e_server import serve
 
 HOST = "127.0.0.1"
 # Another loopback source address: "a different client" to the per-client cap. Linux routes

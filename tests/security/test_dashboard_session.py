@@ -16,8 +16,8 @@ import redis
 from starlette.testclient import TestClient
 
 from gateway.api.sessions import MemorySessions, admin_fingerprint
-from tests.e2e_server import serve
 from tests.security.support import ADMIN, admin_app, idle_policy
+from tests.support.e2e_server import serve
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 OTHER_ADMIN = "another-admin-key-after-rotation-42"

@@ -20,10 +20,10 @@ from gateway.db.migrate import upgrade
 from gateway.ledger import commands as ledger_commands
 from gateway.ledger.store import write_batch
 from gateway.limits import commands as limits_commands
-from tests.e2e_server import serve
+from tests.ledger.test_dashboard_browser import CHROMIUM, chromium
 from tests.security.support import ADMIN, idle_policy
-from tests.test_dashboard_browser import CHROMIUM, chromium
-from tests.test_ledger_support import attempt, record, sqlite_url
+from tests.support.e2e_server import serve
+from tests.support.ledger import attempt, record, sqlite_url
 
 TEAM = '=HYPERLINK("http://x")'
 ROUTE = "@SUM(1+1)"

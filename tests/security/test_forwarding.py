@@ -22,7 +22,7 @@ from connectors.litellm_ar.connector import LitellmConnector, _LitellmModule
 from gateway.core.deadline import Deadline
 from gateway.core.errors import ProviderRejected
 from gateway.core.types import ChatRequest
-from tests.fakes.upstream import FakeUpstream
+from tests.support.fakes.upstream import FakeUpstream
 
 SECRET = "sk-test-canary-openai-0123456789abcdef"
 

@@ -37,10 +37,10 @@ from gateway.core.params import CONTROL_KEYS
 from gateway.ledger.tables import requests as ledger_requests
 from gateway.limits.budgets import window
 from gateway.limits.keys import KeyLimits
-from tests.e2e_server import serve
-from tests.fakes.upstream import FakeUpstream
 from tests.security.support import ADMIN, BEARER
-from tests.test_limits_support import mint
+from tests.support.e2e_server import serve
+from tests.support.fakes.upstream import FakeUpstream
+from tests.support.limits import mint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 

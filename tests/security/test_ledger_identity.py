@@ -23,9 +23,16 @@ from gateway.db.engine import create_db_engine
 from gateway.ledger.tables import requests
 from gateway.limits.keys import KeyLimits
 from tests.conftest import render_policy
-from tests.fakes.upstream import FakeUpstream, cut_stream, ok, persistent, slow_first_token, status
-from tests.ledger_view import settle
-from tests.test_limits_support import app_client, bearer, chat, mint
+from tests.support.fakes.upstream import (
+    FakeUpstream,
+    cut_stream,
+    ok,
+    persistent,
+    slow_first_token,
+    status,
+)
+from tests.support.ledger_view import settle
+from tests.support.limits import app_client, bearer, chat, mint
 
 DIRECT = {"model": "dllm-direct", "max_tokens": 20}
 REDIS_URL = "redis://127.0.0.1:6379/14"

@@ -18,9 +18,9 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e_server import serve
-from tests.fakes.upstream import FakeUpstream
 from tests.security.support import ledger_rows
+from tests.support.e2e_server import serve
+from tests.support.fakes.upstream import FakeUpstream
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from gateway.core.params import MAX_SCHEMA_EXPANSION, schema_expansion
-from tests.fakes.upstream import FakeUpstream
+from tests.support.fakes.upstream import FakeUpstream
 
 
 def fan_out(width: int, depth: int) -> dict[str, Any]:

@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.app_client import running_app
-from tests.e2e_server import serve
-from tests.fakes.upstream import (
+from tests.support.app_client import running_app
+from tests.support.e2e_server import serve
+from tests.support.fakes.upstream import (
     FakeUpstream,
     echo_auth,
     persistent,

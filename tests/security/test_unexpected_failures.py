@@ -27,9 +27,9 @@ from gateway.limits import cache
 from gateway.limits.budgets import window
 from gateway.limits.keys import KeyLimits
 from tests.conftest import render_policy
-from tests.fakes.upstream import FakeUpstream
-from tests.ledger_view import settle
-from tests.test_limits_support import app_client, bearer, mint
+from tests.support.fakes.upstream import FakeUpstream
+from tests.support.ledger_view import settle
+from tests.support.limits import app_client, bearer, mint
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 CACHE = "cache:\n  enabled: true\n  kinds: [classify, extract]\n  ttl_s: 60\n"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.upstream import FakeUpstream, status
-from tests.ledger_view import request_rows
+from tests.support.fakes.upstream import FakeUpstream, status
+from tests.support.ledger_view import request_rows
 
 _OK = {"message": {"role": "assistant", "content": "billing"}, "finish_reason": "stop"}
 JUNK = {
