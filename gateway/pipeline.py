@@ -26,7 +26,6 @@ from gateway.core.errors import (
     ProviderError,
     StepgateError,
 )
-from gateway.core.money import format_usd
 from gateway.core.records import RequestRecord
 from gateway.core.types import ChatRequest, Chunk, Completion
 from gateway.dispatch import Attempt
@@ -35,7 +34,7 @@ from gateway.recording import Finished, Recorder
 from gateway.relay import StreamOutcome
 from gateway.routing import decide, native_only
 from gateway.runtime import PolicyHolder
-from gateway.trace import RequestContext, Trace
+from gateway.trace import RequestContext, ResponseMeta, Trace
 
 log = logging.getLogger("stepgate.pipeline")
 
@@ -43,7 +42,7 @@ log = logging.getLogger("stepgate.pipeline")
 @dataclass(frozen=True, slots=True)
 class ChatOutcome:
     completion: Completion
-    headers: dict[str, str]
+    meta: ResponseMeta
     # Settles the budget reservation and hands the record to the recorders (ledger, metrics,
     # logs, traces). The handler calls it once the response has been written, so that work is
     # off the answer's critical path; it must be called exactly once, also when sending fails.
@@ -114,7 +113,7 @@ class Pipeline:
                 trace.final_backend = trace.cached.backend
                 trace.finish_reason = trace.cached.completion.finish_reason
                 record, publish = self._finish_later(trace)
-                return ChatOutcome(trace.cached.completion, self._headers(trace, record), publish)
+                return ChatOutcome(trace.cached.completion, self._meta(trace, record), publish)
             connector, completion = await dispatcher.complete(
                 request,
                 trace.decision.candidates,
@@ -141,7 +140,7 @@ class Pipeline:
                 self.gate.remember(
                     ctx.principal, request, trace.profile, trace.gen, completion, backend
                 )
-            return ChatOutcome(completion, self._headers(trace, record), publish)
+            return ChatOutcome(completion, self._meta(trace, record), publish)
         except BaseException:
             publish()
             raise
@@ -245,7 +244,7 @@ class Pipeline:
             raise self._failed(trace, exc) from exc
         trace.final_backend = connector.name
         trace.ttft_ms = (time.monotonic() - ctx.received) * 1000
-        outcome = StreamOutcome(self._headers(trace, None), _EMPTY)
+        outcome = StreamOutcome(self._meta(trace, None), _EMPTY)
         outcome.chunks = relay.relay(
             trace, request, deadline, attempt, head, rest, outcome, self._finish
         )
@@ -269,7 +268,7 @@ class Pipeline:
     def _replay_outcome(self, trace: Trace, completion: Completion) -> StreamOutcome:
         trace.finish_reason = completion.finish_reason
         trace.ttft_ms = (time.monotonic() - trace.ctx.received) * 1000
-        outcome = StreamOutcome(self._headers(trace, None), _EMPTY)
+        outcome = StreamOutcome(self._meta(trace, None), _EMPTY)
         outcome.chunks = relay.replay(trace, completion, outcome, self._finish)
         return outcome
 
@@ -352,26 +351,22 @@ class Pipeline:
             traceparent=ctx.headers.get("traceparent"),
         )
 
-    def _headers(self, trace: Trace, record: RequestRecord | None) -> dict[str, str]:
+    def _meta(self, trace: Trace, record: RequestRecord | None) -> ResponseMeta:
         now_ms = (time.monotonic() - trace.ctx.received) * 1000
-        headers = {
-            "x-request-id": trace.ctx.request_id,
-            "x-stepgate-route": trace.decision.route,
-            "x-stepgate-backend": trace.final_backend or "",
-            "x-stepgate-step-kind": trace.profile.kind,
-            "x-stepgate-escalated": "true" if trace.escalated else "false",
-            # A stream's cost is known only at its end: it is sent in the final chunk instead.
-            "x-stepgate-cost-usd": format_usd(record.cost_nanos) if record else "deferred",
-            "x-stepgate-overhead-ms": f"{_overhead_ms(now_ms, trace.attempts):.3f}",
-        }
-        if trace.ctx.client_request_id is not None:
-            headers["x-client-request-id"] = trace.ctx.client_request_id
-        if trace.cached is not None:
-            headers["x-stepgate-cache"] = "hit"
-        if trace.confidence is not None:
-            headers["x-stepgate-confidence"] = f"{trace.confidence:.3f}"
-            headers["x-stepgate-disposition"] = trace.disposition
-        return headers
+        return ResponseMeta(
+            request_id=trace.ctx.request_id,
+            route=trace.decision.route,
+            backend=trace.final_backend or "",
+            step_kind=trace.profile.kind,
+            escalated=trace.escalated,
+            cost_nanos=record.cost_nanos if record else None,
+            cost_known=record is not None,
+            overhead_ms=_overhead_ms(now_ms, trace.attempts),
+            client_request_id=trace.ctx.client_request_id,
+            cache_hit=trace.cached is not None,
+            confidence=trace.confidence,
+            disposition=trace.disposition if trace.confidence is not None else None,
+        )
 
 
 async def _no_chunks() -> AsyncIterator[Chunk]:

@@ -20,7 +20,7 @@ from gateway.core.records import RequestRecord
 from gateway.core.types import ChatRequest, Chunk, Completion, Usage
 from gateway.dispatch import Attempt
 from gateway.recovery import Seam, tokens_in
-from gateway.trace import Trace
+from gateway.trace import ResponseMeta, Trace
 
 
 class Finish(Protocol):
@@ -33,7 +33,7 @@ class Finish(Protocol):
 
 @dataclass(slots=True)
 class StreamOutcome:
-    headers: dict[str, str]
+    meta: ResponseMeta
     chunks: AsyncIterator[Chunk]
     # Set when the stream has ended (however it ended): the request's ledger record.
     record: RequestRecord | None = None

@@ -48,3 +48,23 @@ class Trace:
     escalation_reason: str | None = None
     reservation: Reservation = NOTHING
     cached: cache.CachedAnswer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseMeta:
+    """What the caller is told about how its step was served, beside the answer; each ingress
+    dialect renders it as headers (`gateway.ingress.edge.stepgate_headers`)."""
+
+    request_id: str
+    route: str
+    backend: str
+    step_kind: str
+    escalated: bool
+    # None for a stream: its cost is known only at its end, and sent in its last frame.
+    cost_nanos: int | None
+    cost_known: bool
+    overhead_ms: float
+    client_request_id: str | None = None
+    cache_hit: bool = False
+    confidence: float | None = None
+    disposition: str | None = None

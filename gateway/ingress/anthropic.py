@@ -17,8 +17,9 @@ import orjson
 from gateway.core.errors import BadRequest, StepgateError
 from gateway.core.types import ChatRequest, Chunk, Completion, Usage
 from gateway.ingress.anthropic_parse import parse_messages
-from gateway.ingress.edge import final_usage, parse_json
+from gateway.ingress.edge import final_usage, parse_json, stepgate_headers
 from gateway.relay import StreamOutcome
+from gateway.trace import ResponseMeta
 
 # `anthropic-version` is a date; the SDKs send newer ones as they are released, and every
 # version since the first keeps the Messages shapes this dialect speaks.
@@ -305,8 +306,11 @@ class AnthropicDialect:
     def error_frame(self, error: StepgateError) -> bytes:
         return event("error", error_body(error))
 
-    def response_headers(self) -> dict[str, str]:
-        return {}
+    def headers(self, meta: ResponseMeta) -> dict[str, str]:
+        return {**stepgate_headers(meta), **self.id_headers(meta.request_id)}
+
+    def id_headers(self, request_id: str) -> dict[str, str]:
+        return {"x-request-id": request_id, "request-id": request_id}
 
 
 ANTHROPIC = AnthropicDialect()

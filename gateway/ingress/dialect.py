@@ -14,6 +14,7 @@ from typing import Protocol
 from gateway.core.errors import StepgateError
 from gateway.core.types import ChatRequest, Completion
 from gateway.relay import StreamOutcome
+from gateway.trace import ResponseMeta
 
 
 class Dialect(Protocol):
@@ -41,5 +42,8 @@ class Dialect(Protocol):
     def error_frame(self, error: StepgateError) -> bytes:
         """An error inside a stream that has already started."""
 
-    def response_headers(self) -> dict[str, str]:
-        """Headers the API's clients expect on every reply, beside Stepgate's own."""
+    def headers(self, meta: ResponseMeta) -> dict[str, str]:
+        """A routed answer's response headers: Stepgate's own and what the API's clients read."""
+
+    def id_headers(self, request_id: str) -> dict[str, str]:
+        """The request id in the header(s) the API's clients read, for an error reply."""

@@ -15,6 +15,7 @@ from gateway.core.errors import BadRequest, ClientDisconnected, PayloadTooLarge
 from gateway.core.money import format_usd
 from gateway.core.records import RequestRecord
 from gateway.core.types import Usage
+from gateway.trace import ResponseMeta
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -92,3 +93,26 @@ def final_usage(record: RequestRecord | None) -> tuple[Usage, dict[str, Any]] | 
         }
     }
     return usage, extra
+
+
+def stepgate_headers(meta: ResponseMeta) -> dict[str, str]:
+    """Stepgate's own response headers (`x-request-id`, `x-stepgate-*`), the same in every
+    dialect."""
+    headers = {
+        "x-request-id": meta.request_id,
+        "x-stepgate-route": meta.route,
+        "x-stepgate-backend": meta.backend,
+        "x-stepgate-step-kind": meta.step_kind,
+        "x-stepgate-escalated": "true" if meta.escalated else "false",
+        # A stream's cost is known only at its end: it is sent in the final frame instead.
+        "x-stepgate-cost-usd": format_usd(meta.cost_nanos) if meta.cost_known else "deferred",
+        "x-stepgate-overhead-ms": f"{meta.overhead_ms:.3f}",
+    }
+    if meta.client_request_id is not None:
+        headers["x-client-request-id"] = meta.client_request_id
+    if meta.cache_hit:
+        headers["x-stepgate-cache"] = "hit"
+    if meta.confidence is not None:
+        headers["x-stepgate-confidence"] = f"{meta.confidence:.3f}"
+        headers["x-stepgate-disposition"] = meta.disposition or "final"
+    return headers

@@ -92,11 +92,10 @@ class ChatHandler:
     ) -> None:
         """Route and answer a parsed request; `claim` holds its Idempotency-Key, if any."""
         rid = ctx.request_id
-        own = self.dialect.response_headers()
         if chat.stream:
             outcome = await pipeline.chat_stream(chat, ctx)
             frames = self.dialect.frames(outcome, chat, rid)
-            stream_headers = {**outcome.headers, **own, "cache-control": "no-cache"}
+            stream_headers = {**self.dialect.headers(outcome.meta), "cache-control": "no-cache"}
             if claim is not None:
                 frames = claim.recorded(frames, headers=stream_headers, done=self.dialect.end_frame)
             # Starlette's StreamingResponse also watches for the client going away, which
@@ -112,7 +111,7 @@ class ChatHandler:
                 claim.release()  # unless the relay kept a complete stream (then a no-op)
             return
         result = await pipeline.chat(chat, ctx)
-        headers = {**result.headers, **own}
+        headers = self.dialect.headers(result.meta)
         try:
             payload = self.dialect.completion(result.completion, chat, rid)
             await send_json(send, 200, payload, headers)
@@ -125,7 +124,7 @@ class ChatHandler:
         self, send: Send, error: StepgateError, rid: str, request: Headers
     ) -> None:
         status, body, headers = self.dialect.error(error)
-        headers = {**headers, **self.dialect.response_headers(), "x-request-id": rid}
+        headers = {**headers, **self.dialect.id_headers(rid)}
         client_id = client_request_id(request)
         if client_id is not None:
             headers["x-client-request-id"] = client_id

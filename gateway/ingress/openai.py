@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 from gateway.core.errors import BadRequest, StepgateError
 from gateway.core.types import ChatRequest, Chunk, Completion, TokenLogprob, Usage
-from gateway.ingress.edge import final_usage, parse_json
+from gateway.ingress.edge import final_usage, parse_json, stepgate_headers
 from gateway.relay import StreamOutcome
+from gateway.trace import ResponseMeta
 
 DONE = b"data: [DONE]\n\n"
 
@@ -193,8 +194,11 @@ class OpenAIDialect:
     def error_frame(self, error: StepgateError) -> bytes:
         return error_frame(error)
 
-    def response_headers(self) -> dict[str, str]:
-        return {}
+    def headers(self, meta: ResponseMeta) -> dict[str, str]:
+        return {**stepgate_headers(meta), **self.id_headers(meta.request_id)}
+
+    def id_headers(self, request_id: str) -> dict[str, str]:
+        return {"x-request-id": request_id}
 
 
 OPENAI = OpenAIDialect()

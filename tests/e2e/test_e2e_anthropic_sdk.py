@@ -72,6 +72,8 @@ def test_sync_message_with_routing_headers(gateway_url: str, fake_dllm: FakeUpst
     assert raw.headers["x-stepgate-backend"] == "dllm"
     assert raw.headers["x-stepgate-route"] == "fast"
     assert float(raw.headers["x-stepgate-cost-usd"]) > 0
+    # The SDK's own request id (`request-id`, Anthropic's header) is the gateway's ledger key.
+    assert message._request_id == raw.headers["x-request-id"]
     assert fake_dllm.last_request.body["messages"][0]["role"] == "system"
 
 
