@@ -244,11 +244,8 @@ class Pipeline:
             raise self._failed(trace, exc) from exc
         trace.final_backend = connector.name
         trace.ttft_ms = (time.monotonic() - ctx.received) * 1000
-        outcome = StreamOutcome(self._meta(trace, None), _EMPTY)
-        outcome.chunks = relay.relay(
-            trace, request, deadline, attempt, head, rest, outcome, self._finish
-        )
-        return outcome
+        chunks = relay.relay(trace, request, deadline, attempt, head, rest, self._finish)
+        return StreamOutcome(self._meta(trace, None), chunks)
 
     async def _escalate_stream(
         self, trace: Trace, request: ChatRequest, deadline: Deadline
@@ -268,9 +265,7 @@ class Pipeline:
     def _replay_outcome(self, trace: Trace, completion: Completion) -> StreamOutcome:
         trace.finish_reason = completion.finish_reason
         trace.ttft_ms = (time.monotonic() - trace.ctx.received) * 1000
-        outcome = StreamOutcome(self._meta(trace, None), _EMPTY)
-        outcome.chunks = relay.replay(trace, completion, outcome, self._finish)
-        return outcome
+        return StreamOutcome(self._meta(trace, None), relay.replay(trace, completion, self._finish))
 
     def _failed(self, trace: Trace, exc: Exception) -> GatewayError:
         """An unexpected failure: still one ledger row and a settled reservation."""
@@ -367,14 +362,6 @@ class Pipeline:
             confidence=trace.confidence,
             disposition=trace.disposition if trace.confidence is not None else None,
         )
-
-
-async def _no_chunks() -> AsyncIterator[Chunk]:
-    return
-    yield
-
-
-_EMPTY: AsyncIterator[Chunk] = _no_chunks()
 
 
 def answer_checks(checks: Sequence[str], *, fast: bool) -> tuple[str, ...]:

@@ -31,12 +31,19 @@ class Finish(Protocol):
     ) -> RequestRecord: ...
 
 
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The last item of a stream that ended normally: the request's ledger record, returned
+    in-band (a stream cut by an error ends with that error instead)."""
+
+    record: RequestRecord
+
+
 @dataclass(slots=True)
 class StreamOutcome:
     meta: ResponseMeta
-    chunks: AsyncIterator[Chunk]
-    # Set when the stream has ended (however it ended): the request's ledger record.
-    record: RequestRecord | None = None
+    # The answer's chunks, then one `StreamEnd` when the stream ended normally.
+    chunks: AsyncIterator[Chunk | StreamEnd]
 
 
 class Leg:
@@ -73,8 +80,8 @@ class Leg:
 
 
 async def replay(
-    trace: Trace, completion: Completion, outcome: StreamOutcome, finish: Finish
-) -> AsyncIterator[Chunk]:
+    trace: Trace, completion: Completion, finish: Finish
+) -> AsyncIterator[Chunk | StreamEnd]:
     """Stream an already checked, fully generated answer (billed in full either way)."""
     cancelled = False
     try:
@@ -84,9 +91,8 @@ async def replay(
         cancelled = True
         raise
     finally:
-        outcome.record = finish(
-            trace, status=499 if cancelled else 200, error=None, cancelled=cancelled
-        )
+        record = finish(trace, status=499 if cancelled else 200, error=None, cancelled=cancelled)
+    yield StreamEnd(record)
 
 
 async def relay(
@@ -96,9 +102,8 @@ async def relay(
     attempt: Attempt,
     head: list[Chunk],
     rest: AsyncIterator[Chunk],
-    outcome: StreamOutcome,
     finish: Finish,
-) -> AsyncIterator[Chunk]:
+) -> AsyncIterator[Chunk | StreamEnd]:
     """Pass chunks through; settle each attempt however its stream ends. With
     `stream_recovery: continue`, a stream that fails after content was sent is continued
     by the next candidate in the same client stream (`gateway.recovery`)."""
@@ -156,9 +161,10 @@ async def relay(
         raise
     finally:
         await live.settle(trace, error=error, cancelled=cancelled)
-        outcome.record = finish(
+        record = finish(
             trace, status=499 if cancelled else status, error=error, cancelled=cancelled
         )
+    yield StreamEnd(record)
 
 
 async def _continue(

@@ -18,7 +18,7 @@ from gateway.core.errors import BadRequest, StepgateError
 from gateway.core.types import ChatRequest, Chunk, Completion, Usage
 from gateway.ingress.anthropic_parse import parse_messages
 from gateway.ingress.edge import final_usage, parse_json, stepgate_headers
-from gateway.relay import StreamOutcome
+from gateway.relay import StreamEnd, StreamOutcome
 from gateway.trace import ResponseMeta
 
 # `anthropic-version` is a date; the SDKs send newer ones as they are released, and every
@@ -255,8 +255,12 @@ class AnthropicDialect:
         blocks = _Blocks()
         started = False
         finish: str | None = None
+        record = None
         try:
             async for chunk in outcome.chunks:
+                if isinstance(chunk, StreamEnd):
+                    record = chunk.record
+                    continue
                 if not started:
                     started = True
                     yield self._start(chunk.id, chunk.model, request_id)
@@ -273,7 +277,7 @@ class AnthropicDialect:
             yield self._start("", request.model, request_id)
         for frame in blocks.close():
             yield frame
-        usage, extra = final_usage(outcome.record) or (Usage(), {})
+        usage, extra = final_usage(record) or (Usage(), {})
         yield event(
             "message_delta",
             {

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from gateway.core.errors import BadRequest, StepgateError
 from gateway.core.types import ChatRequest, Chunk, Completion, TokenLogprob, Usage
 from gateway.ingress.edge import final_usage, parse_json, stepgate_headers
-from gateway.relay import StreamOutcome
+from gateway.relay import StreamEnd, StreamOutcome
 from gateway.trace import ResponseMeta
 
 DONE = b"data: [DONE]\n\n"
@@ -166,8 +166,12 @@ class OpenAIDialect:
         want_logprobs = bool(request.logprobs)
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         model, created = "", 0
+        record = None
         try:
             async for chunk in outcome.chunks:
+                if isinstance(chunk, StreamEnd):
+                    record = chunk.record
+                    continue
                 if chunk.block_event is not None:
                     continue  # a block OpenAI's API has no place for (an Anthropic thinking block)
                 model, created = chunk.model or model, chunk.created or created
@@ -180,7 +184,7 @@ class OpenAIDialect:
             # Bytes already reached the client: report the failure in-stream, never [DONE].
             yield error_frame(exc)
             return
-        final = final_usage(outcome.record)
+        final = final_usage(record)
         if include_usage and final is not None:
             usage, extra = final
             yield usage_frame(
