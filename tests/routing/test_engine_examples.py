@@ -5,6 +5,7 @@ Gemini-shaped fake for litellm's `gemini/` provider does not exist here."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from gateway.cli import app
 from tests.support.app_client import running_app
 from tests.support.fakes.engines import FakeDlmserve, FakeInception, FakeSGLang, FakeVllm
+from tests.support.fakes.gemini import FakeGemini
 from tests.support.fakes.upstream import FakeUpstream
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
@@ -176,7 +178,39 @@ def anthropic_native(tmp: Path, env: Any, openai: FakeUpstream, anthropic: FakeU
     assert anthropic.requests[-1].path == "/v1/messages"
 
 
+def gemini_litellm(tmp: Path, env: Any, openai: FakeUpstream, anthropic: FakeUpstream) -> None:
+    with FakeGemini() as gemini:
+        env(GEMINI_BASE_URL=gemini.url, GEMINI_API_KEY="test-gemini-key")
+        gemini.reply = "shipping"
+        with running_app(EXAMPLES / "gemini.yaml", tmp) as client:
+            r = post(client, "classify")
+            assert answer(r) == "shipping" and r.headers["x-stepgate-backend"] == "flash"
+            gemini.reply = "your parcel ships tomorrow"
+            streamed = client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "auto",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "why was I charged twice?"}],
+                },
+                headers={"X-Step-Kind": "reason"},
+            )
+    sent = gemini.requests[0]
+    assert sent.path == "/models/gemini-2.5-flash:generateContent"
+    assert sent.headers["x-goog-api-key"] == "test-gemini-key"
+    assert sent.body["contents"][-1]["parts"][0]["text"] == TICKET
+    assert gemini.requests[1].path.startswith("/models/gemini-2.5-pro:streamGenerateContent")
+    assert streamed.status_code == 200 and streamed.headers["x-stepgate-backend"] == "pro"
+    text = "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+        for line in streamed.text.splitlines()
+        if line.startswith("data: {") and json.loads(line[6:]).get("choices")
+    )
+    assert text == "your parcel ships tomorrow"
+
+
 E2E: dict[str, Callable[[Path, Any, FakeUpstream, FakeUpstream], None]] = {
+    "gemini.yaml": gemini_litellm,
     "vllm.yaml": vllm_two_pools,
     "sglang.yaml": sglang_llada2,
     "mercury.yaml": mercury_decide,
@@ -210,6 +244,7 @@ def _no_stray_dllm_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "STEPGATE_MERCURY_MODEL",
         "OPENAI_BASE_URL",
         "ANTHROPIC_BASE_URL",
+        "GEMINI_BASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
     yield
