@@ -55,12 +55,28 @@ class Timeouts(Strict):
 
 
 class Pricing(Strict):
-    """Either token prices ($ per million tokens) or a GPU-hour price converted by measured time."""
+    """Token prices ($ per million tokens), or a GPU-hour price.
+
+    A GPU-hour price with the GPU's throughput (`gpu_prompt_tokens_per_s`,
+    `gpu_completion_tokens_per_s`: what the whole GPU processes per second at the concurrency it
+    serves) bills each attempt its share of the GPU: its prompt and answer tokens at the
+    per-token rates that throughput implies. Without a throughput, each attempt is billed its
+    wall time, as if it had the GPU to itself (which overcharges a GPU serving several
+    requests at once)."""
 
     input_per_mtok_usd: Decimal | None = Field(default=None, ge=0)
     output_per_mtok_usd: Decimal | None = Field(default=None, ge=0)
     cached_input_per_mtok_usd: Decimal | None = Field(default=None, ge=0)
     gpu_hour_usd: Decimal | None = Field(default=None, ge=0)
+    gpu_prompt_tokens_per_s: Decimal | None = Field(default=None, gt=0)
+    gpu_completion_tokens_per_s: Decimal | None = Field(default=None, gt=0)
+
+    @property
+    def basis(self) -> str:
+        """How attempts are priced: `tokens`, `gpu-share` or `gpu-time` (wall time)."""
+        if self.gpu_hour_usd is None:
+            return "tokens"
+        return "gpu-share" if self.gpu_completion_tokens_per_s is not None else "gpu-time"
 
     @model_validator(mode="after")
     def _one_scheme(self) -> Pricing:
@@ -73,6 +89,18 @@ class Pricing(Strict):
             raise ValueError("give input_per_mtok_usd and output_per_mtok_usd, or gpu_hour_usd")
         if tokens and (self.input_per_mtok_usd is None or self.output_per_mtok_usd is None):
             raise ValueError("token pricing needs both input_per_mtok_usd and output_per_mtok_usd")
+        throughput = (self.gpu_prompt_tokens_per_s, self.gpu_completion_tokens_per_s)
+        if any(t is not None for t in throughput):
+            if self.gpu_hour_usd is None:
+                raise ValueError(
+                    "gpu_prompt_tokens_per_s / gpu_completion_tokens_per_s turn a gpu_hour_usd "
+                    "price into per-token rates: give gpu_hour_usd too"
+                )
+            if any(t is None for t in throughput):
+                raise ValueError(
+                    "give both gpu_prompt_tokens_per_s and gpu_completion_tokens_per_s (the "
+                    "GPU's prefill and generation throughput at its served concurrency)"
+                )
         return self
 
 

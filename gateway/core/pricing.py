@@ -27,6 +27,8 @@ class Price:
     output_nanos_per_token: Decimal | None = None
     cached_nanos_per_token: Decimal | None = None
     gpu_hour_nanos: Decimal | None = None
+    # `list` (the provider's price list), `tokens`, `gpu-share` or `gpu-time`: see `Pricing`.
+    basis: str = "list"
 
     def __post_init__(self) -> None:
         per_token = (self.input_nanos_per_token, self.output_nanos_per_token)
@@ -40,13 +42,25 @@ class Price:
     def from_policy(cls, pricing: Pricing) -> Price:
         if pricing.gpu_hour_usd is not None:
             # Exact: a price with more than 9 decimals must not be truncated to whole nanos.
-            return cls(gpu_hour_nanos=pricing.gpu_hour_usd * NANOS_PER_USD)
+            per_hour = pricing.gpu_hour_usd * NANOS_PER_USD
+            prompt_tps = pricing.gpu_prompt_tokens_per_s
+            completion_tps = pricing.gpu_completion_tokens_per_s
+            if prompt_tps is None or completion_tps is None:
+                return cls(gpu_hour_nanos=per_hour, basis="gpu-time")
+            # The attempt's share of the GPU: the seconds its tokens take at the GPU's
+            # throughput, at the GPU-hour price (prefill and generation counted apart).
+            return cls(
+                input_nanos_per_token=per_hour / Decimal(3600) / prompt_tps,
+                output_nanos_per_token=per_hour / Decimal(3600) / completion_tps,
+                basis="gpu-share",
+            )
         assert pricing.input_per_mtok_usd is not None and pricing.output_per_mtok_usd is not None
         cached = pricing.cached_input_per_mtok_usd
         return cls(
             input_nanos_per_token=per_token_nanos(pricing.input_per_mtok_usd),
             output_nanos_per_token=per_token_nanos(pricing.output_per_mtok_usd),
             cached_nanos_per_token=per_token_nanos(cached) if cached is not None else None,
+            basis="tokens",
         )
 
     @property

@@ -31,6 +31,11 @@ class Pricebook:
     def price(self, backend: str) -> Price | None:
         return self._prices.get(backend)
 
+    def basis(self, backend: str) -> str:
+        """How the backend's attempts are priced (`Price.basis`), or `unpriced`."""
+        price = self._prices.get(backend)
+        return price.basis if price is not None else "unpriced"
+
     def cost(self, backend: str, usage: Usage, *, elapsed_s: float) -> int | None:
         price = self._prices.get(backend)
         return None if price is None else price.cost_nanos(usage, elapsed_s=elapsed_s)

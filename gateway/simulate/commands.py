@@ -116,9 +116,19 @@ def simulate(
         raise typer.Exit(1) from exc
 
     replayer = Replayer(classifier, tuple(scenarios), force_auto=force_auto)
+    bases = sorted(
+        {
+            f"{name}: {s.costs.pricebook.basis(name)}"
+            for s in scenarios
+            for name in s.policy.backends
+        }
+    )
+    wall_time = any("gpu-time" in b for b in bases)
     report = Report(
         traffic=str(traffic),
-        assumption=gpu.describe(),
+        assumption=(gpu.describe() if wall_time else "no backend is billed by GPU wall time")
+        + "; pricing basis: "
+        + ", ".join(bases),
         summaries=[PolicySummary(s) for s in scenarios],
     )
     show_progress = (

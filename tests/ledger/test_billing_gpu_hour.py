@@ -59,3 +59,43 @@ def test_refused_and_rejected_calls_cost_nothing_answered_call_costs_its_time(
         assert r.status_code == 503
         _, atts = request_rows(client, r.headers["x-request-id"])
         assert [a["cost_nanos"] for a in atts] == [0, 0]
+
+
+SHARE_POLICY = """
+version: 1
+backends:
+  gpu:
+    type: dllm
+    engine: vllm
+    base_url: {dllm}
+    model: m
+    timeouts: {{connect_s: 1, request_s: 5}}
+    pricing:
+      gpu_hour_usd: "3600"
+      gpu_prompt_tokens_per_s: 1000
+      gpu_completion_tokens_per_s: 100
+baseline: gpu
+retry: {{max_attempts: 1}}
+routes:
+  - name: fast
+    target: gpu
+default_route: fast
+"""
+
+
+def test_gpu_share_bills_the_tokens_at_the_gpus_throughput_not_the_wall_time(
+    tmp_path: Path, fake_dllm: FakeUpstream
+) -> None:
+    """$3600 per GPU-hour is $1 per GPU-second: 1,000 prompt tokens or 100 answer tokens take one
+    GPU-second, so a token costs 1,000,000 or 10,000,000 nano-dollars, however long the call
+    waited (the GPU served others meanwhile)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SHARE_POLICY.format(dllm=fake_dllm.openai_base))
+    fake_dllm.set_reply(content="billing", prompt_tokens=40, completion_tokens=2)
+    fake_dllm.latency_s = 0.2  # ten times what the tokens' share is worth
+    with running_app(policy, tmp_path) as client:
+        r = client.post("/v1/chat/completions", json=BODY, headers={"X-Step-Kind": "classify"})
+        assert r.status_code == 200, r.text
+        req, atts = request_rows(client, r.headers["x-request-id"])
+    assert atts[0]["cost_nanos"] == 40 * 1_000_000 + 2 * 10_000_000
+    assert req["cost_nanos"] == 60_000_000

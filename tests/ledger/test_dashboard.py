@@ -612,3 +612,50 @@ def test_health_panel_in_chromium_shows_the_open_backend_then_its_recovery(
             )
             assert not page.exceptions, page.exceptions
             page.screenshot(tmp_path / "dashboard-health.png")
+
+
+@needs_chromium
+def test_negative_savings_are_red_in_chromium(policy_file: Path, tmp_path: Path) -> None:
+    """A team whose routed steps cost more than the all-AR baseline: its savings (and the
+    total's) show in the danger colour, never in the savings green."""
+    now = time.time()
+    losing = [
+        record(
+            f"loss-{i}",
+            started_at=now - 600 - i,
+            route="fast",
+            team="billing",
+            kind="classify",
+            latency_ms=50.0,
+            attempts_=(
+                attempt(
+                    f"loss-{i}",
+                    0,
+                    backend="dllm",
+                    cost=90_000,
+                    baseline=10_000,
+                    started_at=now - 600 - i,
+                ),
+            ),
+        )
+        for i in range(3)
+    ]
+    _seed(f"sqlite:///{tmp_path}/ledger.db", losing)
+    with serve(policy_file, tmp_path, env={"STEPGATE_ADMIN_KEY": ADMIN}) as base:
+        totals = _wait_for_requests(base, len(losing))
+        assert totals["savings_nanos"] == 3 * (10_000 - 90_000)
+        with chromium() as page:
+            _sign_in(page, base)
+            assert page.evaluate("document.body.dataset.state") == "ready", page.console
+            tile = "document.querySelector('[data-kpi=savings]')"
+            assert page.evaluate(f"{tile}.classList.contains('kpi-bad')") is True
+            assert page.evaluate(f"{tile}.classList.contains('kpi-good')") is False
+            red = page.evaluate(f"getComputedStyle({tile}.querySelector('.kpi-value')).color")
+            assert red == "rgb(185, 28, 28)"  # --bad: #b91c1c
+            cells = page.evaluate(
+                "[...document.querySelectorAll('#t-teams tbody td.num')]"
+                ".filter(td => td.textContent.trim().startsWith('-'))"
+                ".map(td => getComputedStyle(td).color)"
+            )
+            assert cells and set(cells) == {"rgb(185, 28, 28)"}, cells
+            assert not page.exceptions, page.exceptions

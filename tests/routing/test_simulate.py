@@ -62,6 +62,24 @@ def no_summary_policy(tmp_path: Path) -> Path:
     return path
 
 
+def share_nanos(prompt: int, completion: int) -> int:
+    """support.yaml's dLLM price: its share of a $2.50 GPU-hour at 10,000 prompt and 1,000
+    answer tokens per second."""
+    per_s = Decimal(DLLM_GPU_HOUR_NANOS) / Decimal(3600)
+    exact = per_s / 10_000 * prompt + per_s / 1_000 * completion
+    return int(exact.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def gpu_time_policy(tmp_path: Path) -> Path:
+    """support.yaml with the dLLM billed by wall time (a GPU-hour price, no throughput)."""
+    text = SUPPORT.read_text()
+    start = text.index("    pricing:\n      gpu_hour_usd:")
+    end = text.index("  ar-main:")
+    path = tmp_path / "gpu-time.yaml"
+    path.write_text(text[:start] + "    pricing: {gpu_hour_usd: 2.50}\n" + text[end:])
+    return path
+
+
 def gpu_nanos(prompt: int, completion: int, *, concurrency: int = 1) -> int:
     elapsed = (0.03 + prompt / 10_000 + completion / 500) / concurrency
     exact = Decimal(DLLM_GPU_HOUR_NANOS) * Decimal(str(elapsed)) / Decimal(3600)
@@ -128,7 +146,7 @@ def test_recorded_usage_is_priced_exactly(tmp_path: Path) -> None:
         ar = AR_IN * (p - cached) + AR_CACHED * cached + AR_OUT * c
         assert line["baseline_cost_nanos"] == ar
         if line["backend"] == "dllm":
-            assert line["cost_nanos"] == gpu_nanos(p, c)
+            assert line["cost_nanos"] == share_nanos(p, c)
         else:
             assert line["cost_nanos"] == ar
         checked[line["backend"]] += 1
@@ -159,9 +177,10 @@ def test_missing_usage_is_estimated_from_the_profile(tmp_path: Path) -> None:
 
 def test_gpu_time_assumption_is_configurable(tmp_path: Path) -> None:
     base, fast = tmp_path / "base.jsonl", tmp_path / "fast.jsonl"
-    run_json("--policy", SUPPORT, "--traffic", SAMPLE, "--out", base)
+    policy = gpu_time_policy(tmp_path)
+    run_json("--policy", policy, "--traffic", SAMPLE, "--out", base)
     report = run_json(
-        "--policy", SUPPORT, "--traffic", SAMPLE, "--out", fast, "--gpu-concurrency", "4"
+        "--policy", policy, "--traffic", SAMPLE, "--out", fast, "--gpu-concurrency", "4"
     )
     assert "4 request(s) per GPU" in report["assumption"]
     for a, b in zip(read_jsonl(base), read_jsonl(fast), strict=True):
@@ -180,7 +199,11 @@ def test_table_report(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = result.stdout
     assert "simulated 224 steps" in text and "no lines skipped" in text
-    assert "GPU-hour backends: 30 ms" in text
+    # The shipped dLLM price is its GPU share: no wall-time assumption, each backend's basis.
+    assert "GPU-hour backends: 30 ms" not in text
+    assert "dllm: gpu-share" in text and "ar-main: list" in text
+    timed = run("--policy", gpu_time_policy(tmp_path), "--traffic", SAMPLE).stdout
+    assert "GPU-hour backends: 30 ms" in timed and "dllm: gpu-time" in timed
     header = next(line for line in text.splitlines() if line.startswith("route "))
     for column in ("backend", "steps", "share", "cost", "baseline", "savings"):
         assert column in header

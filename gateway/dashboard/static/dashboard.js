@@ -247,7 +247,11 @@
     kpi("spend", t.cost_nanos, usd(t.cost_nanos), t.unknown_cost_attempts ? t.unknown_cost_attempts + " attempts unpriced" : nf.format(t.tokens) + " tokens", "$" + t.cost_usd);
     kpi("baseline", t.baseline_cost_nanos, usd(t.baseline_cost_nanos), "if every step went to the AR baseline", "$" + t.baseline_cost_usd);
     kpi("savings", t.savings_nanos, usd(t.savings_nanos), pct(savingsPct) + " of baseline", "$" + t.savings_usd);
-    document.querySelector('[data-kpi="savings"]').dataset.pct = savingsPct === null ? "" : String(savingsPct);
+    const savingsKpi = document.querySelector('[data-kpi="savings"]');
+    savingsKpi.dataset.pct = savingsPct === null ? "" : String(savingsPct);
+    // Negative savings (routing cost more than the all-AR baseline) are shown in red.
+    savingsKpi.classList.toggle("kpi-good", t.savings_nanos >= 0);
+    savingsKpi.classList.toggle("kpi-bad", t.savings_nanos < 0);
     kpi("requests", t.requests, nf.format(t.requests), t.errors ? nf.format(t.errors) + " errors" : "no errors");
     kpi("dllm_share", share, pct(share), "of requests answered by a dLLM backend");
     kpi("escalation_rate", t.escalation_rate, pct(t.escalation_rate), nf.format(t.escalations) + " escalated" + (t.drafts ? ", " + nf.format(t.drafts) + " drafts" : ""));
@@ -270,7 +274,7 @@
       { text: nf.format(g.requests), cls: "num" },
       { text: usd(g.cost_nanos), cls: "num", title: "$" + g.cost_usd },
       { text: usd(g.baseline_cost_nanos), cls: "num" },
-      { text: usd(g.savings_nanos), cls: "num good" },
+      { text: usd(g.savings_nanos), cls: g.savings_nanos < 0 ? "num bad" : "num good" },
       { text: pct(totals.cost_nanos ? g.cost_nanos / totals.cost_nanos : null), cls: "num" },
     ]);
     fillTable("t-teams", rows, "No spend by any team in this range.", 6);
