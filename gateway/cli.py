@@ -15,9 +15,38 @@ if TYPE_CHECKING:  # imported where used: `stepgate --help` stays fast
     from gateway.policy.models import Policy
     from gateway.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Stepgate routing gateway")
-policy_app = typer.Typer(no_args_is_help=True, help="Validate and explain routing policies")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Stepgate routing gateway",
+    # Plain help, wrapped to the terminal: rich tables cut long option names at 80 columns.
+    rich_markup_mode=None,
+)
+policy_app = typer.Typer(
+    no_args_is_help=True, help="Validate and explain routing policies", rich_markup_mode=None
+)
 app.add_typer(policy_app, name="policy")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"stepgate {version('stepgate')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("stepgate (not installed: no version metadata)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
+    """Stepgate routing gateway"""
 
 
 @app.command()

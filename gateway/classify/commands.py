@@ -27,7 +27,9 @@ _SHOW_MISSES = 20
 
 def register(app: typer.Typer) -> None:
     """Add the `classifier` command group to the CLI `app`."""
-    group = typer.Typer(help="Train and evaluate the step classifier.", no_args_is_help=True)
+    group = typer.Typer(
+        help="Train and evaluate the step classifier.", no_args_is_help=True, rich_markup_mode=None
+    )
 
     @group.command("train")
     def train_command(

@@ -60,7 +60,9 @@ CSV_FIELDS = (
 def register(app: typer.Typer) -> None:
     """Add `costs` and the `db` group (`db upgrade`) to `app`."""
     app.command(name="costs")(costs)
-    db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations)")
+    db_app = typer.Typer(
+        no_args_is_help=True, help="Database schema (alembic migrations)", rich_markup_mode=None
+    )
     db_app.command(name="upgrade")(db_upgrade)
     app.add_typer(db_app, name="db")
 

@@ -23,7 +23,9 @@ DatabaseOption = Annotated[
 
 
 def register(app: typer.Typer) -> None:
-    keys_app = typer.Typer(no_args_is_help=True, help="Virtual API keys (per team)")
+    keys_app = typer.Typer(
+        no_args_is_help=True, help="Virtual API keys (per team)", rich_markup_mode=None
+    )
     keys_app.command("create")(create)
     keys_app.command("list")(list_)
     keys_app.command("revoke")(revoke)
