@@ -107,12 +107,7 @@ def request_body(
 
 def completion(data: Any, *, model: str) -> Completion:
     """A non-streamed `/generate` answer; raises MalformedReply or GenerateAborted."""
-    if not isinstance(data, dict) or not isinstance(data.get("meta_info"), dict):
-        raise MalformedReply("sent a /generate answer without meta_info")
-    meta = data["meta_info"]
-    text = data.get("text")
-    if not isinstance(text, str):
-        raise MalformedReply("sent a /generate answer whose text is not a string")
+    meta, text = _meta_and_text(data, "answer")
     try:
         return Completion(
             id=str(meta.get("id") or ""),
@@ -124,6 +119,16 @@ def completion(data: Any, *, model: str) -> Completion:
         )
     except (TypeError, ValueError) as exc:
         raise MalformedReply(f"sent a malformed /generate answer: {exc!r}") from exc
+
+
+def _meta_and_text(data: Any, what: str) -> tuple[dict[str, Any], str]:
+    """The `meta_info` and `text` of an answer or stream event (`what`); raises MalformedReply."""
+    if not isinstance(data, dict) or not isinstance(data.get("meta_info"), dict):
+        raise MalformedReply(f"sent a /generate {what} without meta_info")
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise MalformedReply(f"sent a /generate {what} whose text is not a string")
+    return data["meta_info"], text
 
 
 def finish_reason(raw: Any) -> str | None:
@@ -194,12 +199,7 @@ class StreamState:
 
     def feed(self, data: Any) -> list[Chunk]:
         """The chunks one event adds; raises MalformedReply or GenerateAborted."""
-        if not isinstance(data, dict) or not isinstance(data.get("meta_info"), dict):
-            raise MalformedReply("sent a /generate stream event without meta_info")
-        meta = data["meta_info"]
-        text = data.get("text")
-        if not isinstance(text, str):
-            raise MalformedReply("sent a /generate stream event whose text is not a string")
+        meta, text = _meta_and_text(data, "stream event")
         if not text.startswith(self.text):
             raise MalformedReply(
                 "sent stream text that does not continue the text before it; run SGLang "
