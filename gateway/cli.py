@@ -63,14 +63,14 @@ def serve(
     from pydantic import ValidationError
 
     from gateway.policy.loader import PolicyLoadError, load_policy
-    from gateway.settings import Settings
+    from gateway.settings import Settings, describe_invalid
 
     if policy is not None:
         os.environ["STEPGATE_POLICY"] = str(policy)
     try:
         settings = Settings()
     except ValidationError as exc:
-        typer.echo(f"stepgate: invalid settings: {exc}", err=True)
+        typer.echo(f"stepgate: invalid settings: {describe_invalid(exc)}", err=True)
         raise typer.Exit(2) from exc
     try:
         loaded = load_policy(settings.policy)

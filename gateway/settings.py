@@ -6,7 +6,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -98,3 +98,15 @@ class Settings(BaseSettings):
                 "from the same start as the head's, so give it at least as long"
             )
         return self
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """Each problem as `STEPGATE_<NAME>: message`, never with the value that was given (it may
+    be a secret: an admin key, a database password in a URL)."""
+    lines = []
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        where = f"STEPGATE_{name}" if name else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(message if message.startswith("STEPGATE_") else f"{where}: {message}")
+    return "; ".join(lines)

@@ -33,3 +33,25 @@ def test_policy_errors_never_quote_a_key(tmp_path: Path, find: str, replace: str
     assert shown  # the problem is reported...
     assert CANARY not in shown  # ...without the key
     assert CANARY[8:30] not in shown
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("STEPGATE_ADMIN_KEY", "short-canary-k3y"[:15]),  # refused: under 16 characters
+        ("STEPGATE_BODY_TIMEOUT_S", "canary-not-a-number"),
+    ],
+)
+def test_rejected_settings_are_named_not_echoed(name: str, value: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, name: value}
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--port", "1"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert name in result.stderr
+    assert value not in result.stderr and value not in result.stdout
