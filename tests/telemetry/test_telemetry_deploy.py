@@ -45,7 +45,9 @@ def test_prometheus_scrapes_the_gateway() -> None:
     jobs = {job["job_name"]: job for job in cfg["scrape_configs"]}
     gateway = jobs["stepgate"]
     assert gateway.get("metrics_path", "/metrics") == "/metrics"
-    assert gateway["static_configs"][0]["targets"] == ["gateway:8080"]
+    # Every replica, found through Docker's DNS (one A record each), not one picked at random.
+    assert gateway["dns_sd_configs"][0]["names"] == ["gateway"]
+    assert gateway["dns_sd_configs"][0]["port"] == 8080
 
 
 def test_grafana_provisioning() -> None:
