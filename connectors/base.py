@@ -39,6 +39,9 @@ class Connector(Protocol):
     def ready(self) -> bool:
         """False while the connector is still warming up (e.g. importing its SDK)."""
 
+    async def warm(self) -> None:
+        """Finish warming up (load what `ready` waits for); returns at once when ready."""
+
     def price(self) -> Price | None:
         """The provider's own list price, or None when the connector knows none.
 

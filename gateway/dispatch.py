@@ -210,6 +210,17 @@ class Dispatcher:
                 if deadline.expired():
                     errors.append(ProviderTimeout("request deadline reached", backend=name))
                     raise AllBackendsFailed(errors)
+                if not connector.ready:
+                    # Still loading (litellm's import): a wait the gateway imposes, so it counts
+                    # as gateway time (overhead), not as the upstream call's.
+                    try:
+                        async with asyncio.timeout(deadline.remaining()):
+                            await connector.warm()
+                    except TimeoutError:
+                        errors.append(
+                            ProviderTimeout(f"{name} was still loading", backend=name)
+                        )
+                        raise AllBackendsFailed(errors) from None
                 attempt = self._start(name, role or self._role(index, tries), connector)
                 attempts.append(attempt)
                 if breakers is not None and not breakers.allow(name):

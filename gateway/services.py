@@ -155,10 +155,15 @@ class Services:
             }
         database = await self.ledger.ping()
         self.metrics.set_spool_depth(self.ledger.spool_depth)
+        # A backend still loading (litellm's import, started at boot with STEPGATE_PRELOAD_AR)
+        # would make its first callers wait seconds: not ready until it is done. With preload
+        # off, loading on first use is the operator's choice and does not hold readiness.
+        warming = sorted(name for name, (_, c) in gen.backends.items() if not c.ready)
         return {
             # The ledger spools while its database is down, so serving continues; readiness
             # reports it so an orchestrator can alert.
-            "ready": database,
+            "ready": database and (not warming or not self.settings.preload_ar),
+            "warming": warming,
             "database": database,
             "ledger_spool_depth": self.ledger.spool_depth,
             "policy_generation": gen.number,

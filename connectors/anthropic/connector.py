@@ -58,6 +58,9 @@ class AnthropicConnector:
     def ready(self) -> bool:
         return True
 
+    async def warm(self) -> None:
+        return None  # nothing to load
+
     def price(self) -> Price | None:
         return self._price
 

@@ -80,6 +80,9 @@ class DllmConnector:
     def ready(self) -> bool:
         return True
 
+    async def warm(self) -> None:
+        return None  # nothing to load
+
     def price(self) -> Price | None:
         return None  # local engines have no list price: the policy's `pricing` is the only one
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -140,7 +141,12 @@ def test_models_lists_auto_routes_and_aliases(client: Any) -> None:
 
 def test_health_and_ready(client: Any) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
+    deadline = time.monotonic() + 60
     ready = client.get("/readyz")
+    while ready.json()["warming"] and time.monotonic() < deadline:  # litellm still loading
+        assert ready.status_code == 503
+        time.sleep(0.05)
+        ready = client.get("/readyz")
     assert ready.status_code == 200
     report = ready.json()
     assert report["ready"] is True
