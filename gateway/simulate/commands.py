@@ -162,6 +162,15 @@ def simulate(
         sys.stdout.write("\n")
     else:
         sys.stdout.write(report.render())
+    if report.steps == 0:
+        # Nothing was simulated: a report of zeros must not pass for a result in a script.
+        why = f"all {report.skipped} lines were malformed" if report.skipped else "it is empty"
+        typer.echo(
+            f"stepgate simulate: no step could be read from {traffic} ({why}); each line is "
+            '{"id": ..., "request": {OpenAI chat body}, "headers": {...}?, "response": {...}?}',
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @contextlib.contextmanager

@@ -317,6 +317,16 @@ def test_many_errors_are_capped_on_stderr(tmp_path: Path) -> None:
     assert "simulated 1 steps" in result.stdout and "60 lines skipped" in result.stdout
 
 
+@pytest.mark.parametrize("text", ["oops\n" * 5, ""], ids=["all-malformed", "empty"])
+def test_traffic_with_no_readable_step_exits_1(tmp_path: Path, text: str) -> None:
+    traffic = tmp_path / "traffic.jsonl"
+    traffic.write_text(text)
+    result = run("--policy", SUPPORT, "--traffic", traffic)
+    assert result.exit_code == 1
+    assert f"no step could be read from {traffic}" in result.stderr
+    assert ("all 5 lines were malformed" if text else "it is empty") in result.stderr
+
+
 def test_bad_policy_or_missing_traffic_exit_1(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text(SUPPORT.read_text().replace("default_route: deep", "default_route: dep"))
