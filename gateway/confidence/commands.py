@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -58,7 +59,8 @@ def calibrate_command(
     result = calibrate(samples, target=target)
     if output is OutputFormat.json:
         body = result.to_dict() | {
-            "skipped_lines": [{"line": e.line, "message": e.message} for e in errors]
+            "skipped_lines": [{"line": e.line, "message": e.message} for e in errors],
+            "policy_yaml": policy_yaml(result),
         }
         typer.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
     else:
@@ -93,4 +95,25 @@ def render_table(result: Calibration) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     lines.extend(notes)
+    lines += [
+        "",
+        "# paste into the route's `escalation:` block (policies/*.yaml):",
+        policy_yaml(result),
+    ]
     return "\n".join(lines)
+
+
+def policy_yaml(result: Calibration) -> str:
+    """The thresholds as the policy's `escalation.per_kind` block, rounded up to 3 decimals
+    (never below what was measured). A kind no threshold brings under the target escalates
+    every answer (1.0); a kind with too few samples keeps its figure, flagged."""
+    out = ["per_kind:"]
+    for k in result.kinds:
+        value = 1.0 if k.threshold is None else math.ceil(k.threshold * 1000) / 1000
+        comment = ""
+        if k.threshold is None:
+            comment = f"  # no threshold holds wrong answers under {result.target:.1%}"
+        elif k.note:
+            comment = f"  # {k.note}"
+        out.append(f"  {k.kind}: {value:.3f}{comment}")
+    return "\n".join(out)

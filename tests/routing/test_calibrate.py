@@ -192,7 +192,8 @@ def test_command_table_output_with_target(tmp_path: Path) -> None:
     traffic.write_text("\n".join(crafted()) + "\n")
     result = CliRunner().invoke(app(), ["calibrate", "--traffic", str(traffic), "--target", "0.07"])
     assert result.exit_code == 0, result.output
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
+    table = result.stdout.split("\n\n")[0].splitlines()
+    rows = {line.split()[0]: line.split() for line in table[2:]}
     assert rows["classify"][3] in ("0.649", "0.650")
     assert rows["extract"][3] == "0.000"
     assert "wrong among accepted <= 7.0%" in result.stdout
@@ -236,3 +237,31 @@ def test_sample_calibrates_every_kind_under_target() -> None:
         assert kind.wrong_rate_accepted <= 0.02
         # the checks separate right from wrong: most answers are kept at that threshold
         assert kind.escalation_rate < 0.5, kind
+
+
+def test_command_prints_the_per_kind_block_to_paste_and_the_policy_takes_it(
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    from gateway.policy.models import Escalation
+
+    traffic = tmp_path / "traffic.jsonl"
+    traffic.write_text("\n".join(crafted()) + "\n")
+    table = CliRunner().invoke(app(), ["calibrate", "--traffic", str(traffic)])
+    assert table.exit_code == 0, table.output
+    pasted = yaml.safe_load(table.stdout.split("(policies/*.yaml):\n", 1)[1])
+    body = orjson.loads(
+        CliRunner()
+        .invoke(app(), ["calibrate", "--traffic", str(traffic), "--format", "json"])
+        .stdout
+    )
+    assert yaml.safe_load(body["policy_yaml"]) == pasted
+    for k in body["kinds"]:
+        got = pasted["per_kind"][k["kind"]]
+        if k["threshold"] is None:
+            assert got == 1.0  # nothing holds the target: every answer escalates
+        else:  # rounded up, never below what was measured
+            assert k["threshold"] <= got < k["threshold"] + 0.001 + 1e-12
+    escalation = Escalation(min_confidence=0.7, to="ar", per_kind=pasted["per_kind"])
+    assert set(escalation.per_kind) == {k["kind"] for k in body["kinds"]}
