@@ -40,6 +40,7 @@ DatabaseOption = Annotated[
     ),
 ]
 
+# The JSON report's columns, in its order (`queries.Figures.to_json`), after the group key.
 CSV_FIELDS = (
     "key",
     "cost_usd",
@@ -49,9 +50,19 @@ CSV_FIELDS = (
     "baseline_cost_nanos",
     "savings_nanos",
     "unknown_cost_attempts",
+    "unknown_baseline_attempts",
     "requests",
-    "tokens",
+    "errors",
+    "escalations",
     "escalation_rate",
+    "drafts",
+    "attempts",
+    "attempt_errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "tokens",
+    "latency_mean_ms",
     "latency_p50_ms",
     "latency_p95_ms",
 )
@@ -133,7 +144,7 @@ def costs(
     elif output is Format.csv:
         sys.stdout.write(render_csv(report))
     else:
-        sys.stdout.write(render_table(report))
+        sys.stdout.write(render_table(report, color=sys.stdout.isatty()))
 
 
 def db_upgrade(
@@ -278,29 +289,55 @@ def _rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _key_text(key: Any) -> str:
-    return "(none)" if key is None else for_terminal(str(key))
+def _key_text(key: Any, by: str = "") -> str:
+    if key is None:
+        return "(none)"
+    if by == "day" and isinstance(key, str) and key.endswith("T00:00:00Z"):
+        return key[:10]  # a day is a date, not midnight
+    return for_terminal(str(key))
+
+
+def _money(nanos: int | None) -> str:
+    """Dollars for a person: to the cent from a cent up, else three significant figures
+    (a $0.0000125 step is not $0.00); the exact figures are in --format json/csv."""
+    if nanos is None:
+        return "-"
+    usd = nanos / 1e9
+    if usd == 0:
+        return "0.00"
+    if abs(usd) >= 0.01:
+        return f"{usd:,.2f}"
+    return f"{usd:.3g}" if abs(usd) >= 1e-4 else f"{usd:.2e}"
+
+
+def _red(text: str, negative: bool, color: bool) -> str:
+    return typer.style(text, fg="red") if negative and color else text
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def render_table(report: dict[str, Any]) -> str:
+def render_table(report: dict[str, Any], *, color: bool = False) -> str:
+    """The report for a person: money rounded (see `_money`), days as dates, negative savings
+    in red on a terminal (`color`), latencies marked as bucketed."""
     by = report.get("group_by") or "all"
     header = (by.upper(), "COST $", "BASELINE $", "SAVINGS $", "SAVED", "REQUESTS", "TOKENS",
-              "ESC RATE", "P50 MS", "P95 MS")  # fmt: skip
+              "ESC RATE", "P50 MS*", "P95 MS*")  # fmt: skip
     lines: list[tuple[str, ...]] = [header]
+    negative: set[int] = set()
     for row in _rows(report):
         baseline = row["baseline_cost_nanos"]
         saved = f"{100 * row['savings_nanos'] / baseline:.1f}%" if baseline else "-"
         rate = row["escalation_rate"]
+        if row["savings_nanos"] < 0:
+            negative.add(len(lines))
         lines.append(
             (
-                _key_text(row["key"]),
-                row["cost_usd"],
-                row["baseline_cost_usd"],
-                row["savings_usd"],
+                _key_text(row["key"], by),
+                _money(row["cost_nanos"]),
+                _money(row["baseline_cost_nanos"]),
+                _money(row["savings_nanos"]),
                 saved,
                 str(row["requests"]),
                 str(row["tokens"]),
@@ -316,9 +353,15 @@ def render_table(report: dict[str, Any]) -> str:
         cells = [line[0].ljust(widths[0])] + [
             c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)
         ]
+        for i in (3, 4):  # savings $ and saved %
+            cells[i] = _red(cells[i], n in negative, color)
         out.write("  ".join(cells).rstrip() + "\n")
         if n == 0 or n == len(lines) - 2:
             out.write("  ".join("-" * w for w in widths) + "\n")
+    out.write(
+        "* latency percentiles are estimated from histogram buckets (interpolated inside the "
+        "bucket), not exact\n"
+    )
     unknown = report["totals"]["unknown_cost_attempts"]
     if unknown:
         out.write(

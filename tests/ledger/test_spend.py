@@ -372,10 +372,23 @@ def test_cli_costs_shows_the_same_figures_as_the_api(database_url: str) -> None:
     lines = csv_out.stdout.splitlines()
     assert lines[0].startswith("key,cost_usd,baseline_cost_usd,savings_usd")
     assert lines[-1].startswith(f"TOTAL,{api['totals']['cost_usd']},")
+    # CSV has every column of the JSON report (dollars first, for spreadsheets)
+    header = lines[0].split(",")
+    assert sorted(header) == sorted(["key", *api["totals"].keys()])
     table = runner.invoke(app, base)
     assert table.exit_code == 0, table.output
-    assert api["totals"]["savings_usd"] in table.stdout
+    # Money for a person: to the cent from a cent up, else 3 significant figures.
+    savings = api["totals"]["savings_nanos"] / 1e9
+    shown = f"{savings:,.2f}" if abs(savings) >= 0.01 else f"{savings:.3g}"
+    assert shown in table.stdout
+    assert not any(len(c) > 12 and c.count(".") == 1 and c.replace(".", "").lstrip("-").isdigit()
+                   for c in table.stdout.split())  # no 9-decimal figures  # fmt: skip
     assert "(none)" in table.stdout and "no known price" in table.stdout
+    assert "estimated from histogram buckets" in table.stdout
+    by_day = runner.invoke(app, [*base[:-4], "--by", "day", "--database-url", database_url])
+    assert by_day.exit_code == 0, by_day.output
+    days = [line.split()[0] for line in by_day.stdout.splitlines()[3:-2] if line[:2] == "20"]
+    assert days and all(len(d) == 10 and d[4] == "-" and d[7] == "-" for d in days), days
     bad = runner.invoke(app, ["costs", "--since", "yesterday", "--database-url", database_url])
     assert bad.exit_code == 2 and "invalid time 'yesterday'" in bad.output
 
