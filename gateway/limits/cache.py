@@ -28,6 +28,9 @@ def eligible(policy: CachePolicy, request: ChatRequest, profile: StepProfile) ->
         and request.temperature == 0
         and not request.stream
         and not request.logprobs
+        # Parts only a native backend takes (Anthropic `thinking`, `cache_control`, ...) are
+        # not in the key's translated form: such a step is never answered from the cache.
+        and not request.native_only
         and profile.kind in policy.kinds
     )
 

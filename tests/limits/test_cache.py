@@ -15,6 +15,7 @@ from gateway.ledger.tables import attempts, requests
 from tests.conftest import render_policy
 from tests.support.fakes.upstream import FakeUpstream
 from tests.support.limits import app_client, bearer, chat, mint
+from tests.support.telemetry_builders import profile as step_profile
 
 CACHE = "cache:\n  enabled: true\n  kinds: [classify, extract]\n  ttl_s: 60\n"
 HINT = {"X-Step-Kind": "classify"}
@@ -121,3 +122,21 @@ def test_cache_is_per_team_and_only_for_deterministic_steps(setup: Any) -> None:
         assert r.status_code == 200 and "x-stepgate-cache" not in r.headers
         _flush(client)
     assert len(fake.requests) == 9
+
+
+def test_a_step_with_parts_only_anthropic_takes_is_never_answered_from_the_cache() -> None:
+    """Its translated form (the cache key) leaves those parts out: a cached answer to the same
+    step without them (no thinking, other cache marks) must not be served for it."""
+    from gateway.ingress.anthropic_parse import parse_messages
+    from gateway.limits.cache import cache_key, eligible
+    from gateway.policy.limits_models import CachePolicy
+
+    policy = CachePolicy(enabled=True)
+    profile = step_profile(kind="classify")
+    body = {"model": "auto", "max_tokens": 20, "temperature": 0,
+            "messages": [{"role": "user", "content": "billing or shipping?"}]}  # fmt: skip
+    plain = parse_messages(body)
+    thinking = parse_messages({**body, "thinking": {"type": "enabled", "budget_tokens": 1024}})
+    assert cache_key("p", None, plain) == cache_key("p", None, thinking)  # the same key ...
+    assert eligible(policy, plain, profile)
+    assert not eligible(policy, thinking, profile)  # ... so the native one is never cached
