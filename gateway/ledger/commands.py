@@ -78,6 +78,22 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
 
 
+def refuse_missing_ledger(url: str, command: str) -> None:
+    """Exit 1, saying where it looked, when `url` names a SQLite file that does not exist
+    (reading it would leave an empty database behind and report nothing)."""
+    from gateway.db.engine import missing_sqlite_file
+
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        typer.echo(
+            f"stepgate {command}: no ledger at {missing} (from STEPGATE_DATABASE_URL, default "
+            "sqlite:///stepgate.db in the working folder); run it where the gateway runs, or "
+            "point --database-url / STEPGATE_DATABASE_URL at the gateway's database",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
 def _database_url(explicit: str | None) -> str:
     if explicit:
         return explicit
@@ -118,7 +134,9 @@ def costs(
         option = f"--{exc.param}: " if exc.param else ""
         typer.echo(f"stepgate costs: {option}{exc}", err=True)
         raise typer.Exit(2) from exc
-    engine = create_db_engine(_database_url(database_url))
+    url = _database_url(database_url)
+    refuse_missing_ledger(url, "costs")
+    engine = create_db_engine(url)
     try:
         if by is By.reason:
             report = queries.escalations(engine, window=window, filters=filters)

@@ -32,12 +32,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
 
 
-def _engine(database_url: str | None) -> Engine:
+def _engine(database_url: str | None, *, reading: str | None = None) -> Engine:
+    """The keys database, migrated. `reading`: the command only reads it, so a SQLite file
+    that does not exist is an error naming where it looked, not a new empty database."""
     from gateway.db.engine import create_db_engine
     from gateway.db.migrate import upgrade
+    from gateway.ledger.commands import refuse_missing_ledger
     from gateway.settings import Settings
 
     url = database_url or Settings().database_url
+    if reading is not None:
+        refuse_missing_ledger(url, reading)
     upgrade(url)
     return create_db_engine(url)
 
@@ -98,7 +103,7 @@ def list_(
     from gateway.core.money import format_usd
     from gateway.limits.keys import list_keys
 
-    engine = _engine(database_url)
+    engine = _engine(database_url, reading="keys list")
     try:
         keys = list_keys(engine, team=team)
     finally:
@@ -152,7 +157,7 @@ def revoke(key_id: str, database_url: DatabaseOption = None) -> None:
     from gateway.limits.keys import revoke_key
 
     key_id = key_id.removeprefix("sg-").split("-")[0]
-    engine = _engine(database_url)
+    engine = _engine(database_url, reading="keys revoke")
     try:
         done = revoke_key(engine, key_id)
     finally:
