@@ -23,6 +23,7 @@ from connectors.litellm_ar.config import LitellmBackend
 from connectors.litellm_ar.errors import map_exception
 from connectors.litellm_ar.native import NativeTransport, resolve
 from connectors.openai_wire.client import OpenAIWire
+from connectors.openai_wire.exchange import env_key
 from gateway.core.deadline import Deadline
 from gateway.core.errors import (
     ProviderAuthError,
@@ -139,14 +140,7 @@ class LitellmConnector:
         env = self.config.api_key_env
         if not env:
             return None
-        key = os.environ.get(env)
-        if not key:
-            raise ProviderAuthError(
-                f"{self.name}: environment variable {env} is not set on the gateway; set it to "
-                f"call {self.config.model}",
-                backend=self.name,
-            )
-        return key
+        return env_key(env, backend=self.name, purpose=f"to call {self.config.model}")
 
     def _native_call(
         self, litellm: ModuleType, request: ChatRequest, *, stream: bool
