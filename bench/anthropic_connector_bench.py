@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import platform
@@ -40,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from ar_transport_bench import cpu_per_call  # noqa: E402  (the same request and loop)
 from harness import cpu_calibration_s  # noqa: E402
 
 from connectors.anthropic.config import AnthropicBackend  # noqa: E402
@@ -49,22 +49,7 @@ from connectors.dllm.config import DllmBackend  # noqa: E402
 from connectors.dllm.connector import DllmConnector  # noqa: E402
 from connectors.litellm_ar.config import LitellmBackend  # noqa: E402
 from connectors.litellm_ar.connector import LitellmConnector, _LitellmModule  # noqa: E402
-from gateway.core.deadline import Deadline  # noqa: E402
-from gateway.core.types import ChatRequest  # noqa: E402
 
-BODY: dict[str, Any] = {
-    "model": "auto",
-    "messages": [
-        {"role": "system", "content": "You are a careful customer-support agent."},
-        {
-            "role": "user",
-            "content": "The customer was charged twice for order 88231 and wants to know "
-            "whether the second charge will be refunded automatically. Explain briefly.",
-        },
-    ],
-    "max_tokens": 128,
-    "temperature": 0.2,
-}
 ANSWER = "Yes: the duplicate charge on order 88231 is reversed automatically within 5 days."
 KEY_ENV = "BENCH_ANTHROPIC_KEY"
 
@@ -95,34 +80,6 @@ def fake_upstream(model_ms: float) -> Iterator[str]:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=10)
-
-
-async def cpu_per_call(
-    conn: Connector, *, stream: bool, calls: int, concurrency: int
-) -> tuple[float, float]:
-    """(CPU ms per call, wall seconds) over `calls` calls, `concurrency` at a time."""
-    request = ChatRequest.from_wire(BODY)
-
-    async def one() -> None:
-        deadline = Deadline.after(30)
-        if stream:
-            async for _ in conn.stream(request, deadline):
-                pass
-        else:
-            await conn.complete(request, deadline)
-
-    for _ in range(max(20, concurrency * 4)):  # warm: pools, caches, lazy paths
-        await one()
-    pending = iter(range(calls))
-
-    async def worker() -> None:
-        for _ in pending:
-            await one()
-
-    gc.collect()
-    cpu, wall = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return (time.process_time() - cpu) / calls * 1000, time.perf_counter() - wall
 
 
 def connectors(url: str, *, litellm: bool) -> list[tuple[str, Connector]]:

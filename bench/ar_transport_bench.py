@@ -28,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from connectors.base import Connector  # noqa: E402
 from connectors.dllm import translate as dllm_translate  # noqa: E402
 from connectors.dllm.config import DllmBackend  # noqa: E402
 from connectors.litellm_ar.config import LitellmBackend  # noqa: E402
@@ -101,7 +102,7 @@ def mock_upstream(model_ms: float) -> Iterator[str]:
 
 
 async def cpu_per_call(
-    conn: LitellmConnector, *, stream: bool, calls: int, concurrency: int
+    conn: Connector, *, stream: bool, calls: int, concurrency: int
 ) -> tuple[float, float]:
     """(CPU ms per call, wall seconds) over `calls` calls, `concurrency` at a time."""
     request = ChatRequest.from_wire(BODY)
@@ -114,7 +115,7 @@ async def cpu_per_call(
         else:
             await conn.complete(request, deadline)
 
-    for _ in range(max(20, concurrency * 4)):  # warm: pools, caches, litellm's lazy paths
+    for _ in range(max(20, concurrency * 4)):  # warm: pools, caches, lazy paths (litellm's)
         await one()
     pending = iter(range(calls))
 
